@@ -1,0 +1,278 @@
+# shellcheck shell=bash
+# Helpers shared by the bench/*.sh scripts. Source it, don't run it:
+#
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# What it gives a benchmark script:
+#   bench_log / bench_die          progress lines and fatal errors (stderr)
+#   bench_repo_root                the repository root (from this file's place)
+#   bench_require CMD:PKG ...      apt-installs the packages of missing commands
+#                                  (one `apt-get update`, only if something is missing)
+#   bench_build_drc                cargo build --release -p drc; sets DRC_BIN
+#                                  (BENCH_DRC_BIN=PATH: use that binary, no build)
+#   bench_tmpdir                   mktemp -d, removed on exit; sets BENCH_TMP, BENCH_LOGS
+#   bench_on_exit CMD              runs CMD on exit (normal, failure, Ctrl-C), LIFO
+#   bench_free_port                prints a free TCP port on 127.0.0.1
+#   bench_mariadb_start DIR ARGS   a throwaway mariadbd in DIR; sets MARIADB_PORT,
+#                                  MARIADB_PID, MARIADB_DATADIR; killed on exit
+#   bench_sql SQL                  runs SQL as root on that server (-N -B output)
+#   bench_timed NAME CMD ...       times CMD (best of 2 when quick); sets BENCH_SECS
+#                                  (wall) and BENCH_CPU (CMD's user + system CPU)
+#   bench_rate COUNT SECS          COUNT/SECS as an integer
+#   bench_machine                  "N cores / X GiB RAM / CPU model"
+#
+# Scripts using it should `set -euo pipefail`.
+
+bench_log() {
+    printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+bench_die() {
+    printf '[bench %s] FAILED: %s\n' "$(date +%H:%M:%S)" "$*" >&2
+    exit 1
+}
+
+bench_repo_root() {
+    (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+}
+
+# --- cleanup -----------------------------------------------------------------
+
+BENCH_EXIT_CMDS=()
+
+_bench_run_exit_cmds() {
+    local status=$?
+    local i
+    trap - EXIT INT TERM HUP
+    for ((i = ${#BENCH_EXIT_CMDS[@]} - 1; i >= 0; i--)); do
+        eval "${BENCH_EXIT_CMDS[i]}" || true
+    done
+    exit "$status"
+}
+
+# Registers a command (a string, eval'd) to run when the script exits, for
+# whatever reason. Commands run in reverse order of registration.
+bench_on_exit() {
+    if [ "${#BENCH_EXIT_CMDS[@]}" -eq 0 ]; then
+        trap _bench_run_exit_cmds EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        trap 'exit 129' HUP
+    fi
+    BENCH_EXIT_CMDS+=("$1")
+}
+
+# Creates a temp dir that is removed on exit and puts its path in BENCH_TMP;
+# BENCH_LOGS is its logs/ folder (where bench_timed puts each command's stderr).
+bench_tmpdir() {
+    BENCH_TMP="$(mktemp -d -t drc-bench.XXXXXX)"
+    BENCH_LOGS="$BENCH_TMP/logs"
+    mkdir -p "$BENCH_LOGS"
+    bench_on_exit "rm -rf -- '$BENCH_TMP'"
+}
+
+# --- packages and tools ------------------------------------------------------
+
+# command -v, also looking in the sbin directories a non-root $PATH may lack.
+bench_have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]
+}
+
+# bench_require CMD:PKG ... installs (apt) the PKG of every CMD that is missing.
+bench_require() {
+    local spec cmd pkg missing=()
+    for spec in "$@"; do
+        cmd="${spec%%:*}"
+        pkg="${spec#*:}"
+        if ! bench_have "$cmd"; then
+            case " ${missing[*]-} " in
+                *" $pkg "*) ;;
+                *) missing+=("$pkg") ;;
+            esac
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    bench_log "installing: ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    for spec in "$@"; do
+        bench_have "${spec%%:*}" || bench_die "${spec%%:*} still missing after installing ${spec#*:}"
+    done
+}
+
+# Builds the drc binary (release) and sets DRC_BIN to it. With BENCH_DRC_BIN
+# set, uses that binary instead and builds nothing.
+bench_build_drc() {
+    local root
+    if [ -n "${BENCH_DRC_BIN:-}" ]; then
+        [ -x "$BENCH_DRC_BIN" ] || bench_die "BENCH_DRC_BIN=$BENCH_DRC_BIN is not an executable"
+        DRC_BIN="$(cd "$(dirname "$BENCH_DRC_BIN")" && pwd)/$(basename "$BENCH_DRC_BIN")"
+        bench_log "using BENCH_DRC_BIN=$DRC_BIN (not built)"
+        return 0
+    fi
+    root="$(bench_repo_root)"
+    bench_log "cargo build --release -p drc"
+    (cd "$root" && cargo build --release -p drc) >&2 || bench_die "cargo build --release -p drc"
+    DRC_BIN="$root/target/release/drc"
+    [ -x "$DRC_BIN" ] || bench_die "no binary at target/release/drc after the build"
+}
+
+# --- ports and servers -------------------------------------------------------
+
+# Prints a TCP port on 127.0.0.1 that was free a moment ago.
+bench_free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+        return
+    fi
+    local port i
+    for ((i = 0; i < 200; i++)); do
+        port=$((20000 + RANDOM % 40000))
+        # A refused connection means nothing listens there.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    bench_die "no free port found"
+}
+
+_bench_bin() {
+    local name="$1" d
+    if command -v "$name" >/dev/null 2>&1; then
+        command -v "$name"
+        return
+    fi
+    for d in /usr/sbin /usr/local/sbin /usr/bin; do
+        [ -x "$d/$name" ] && { echo "$d/$name"; return; }
+    done
+    bench_die "$name not found"
+}
+
+# Runs the mariadb client as root against the bench server; extra args pass on.
+bench_mysql() {
+    "$(_bench_bin mariadb)" --no-defaults --user=root --host=127.0.0.1 \
+        --port="$MARIADB_PORT" --default-character-set=utf8mb4 "$@"
+}
+
+# Runs SQL and prints the result without headers, tab-separated.
+bench_sql() {
+    bench_mysql -N -B -e "$1"
+}
+
+# bench_mariadb_start DIR [MARIADBD_ARGS...]
+# Installs a fresh datadir in DIR/data and starts mariadbd on a free port of
+# 127.0.0.1 (socket DIR/sock, error log DIR/error.log), with root and an empty
+# password. The server is killed on exit. Extra args go last, after
+# `--port`, `--socket` and friends.
+bench_mariadb_start() {
+    local dir="$1"
+    shift
+    MARIADB_DATADIR="$dir/data"
+    local install_log="$dir/install.log"
+    PATH="$PATH:/usr/sbin:/usr/local/sbin" "$(_bench_bin mariadb-install-db)" --no-defaults \
+        --datadir="$MARIADB_DATADIR" --user=root \
+        --auth-root-authentication-method=normal --skip-test-db >"$install_log" 2>&1 ||
+        { tail -n 30 "$install_log" >&2; bench_die "mariadb-install-db"; }
+
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        MARIADB_PORT="$(bench_free_port)"
+        "$(_bench_bin mariadbd)" --no-defaults --user=root \
+            --datadir="$MARIADB_DATADIR" --port="$MARIADB_PORT" --socket="$dir/sock" \
+            --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
+            --bind-address=127.0.0.1 --skip-name-resolve "$@" \
+            >"$dir/stdout.log" 2>&1 &
+        MARIADB_PID=$!
+        bench_on_exit "kill -KILL $MARIADB_PID 2>/dev/null; wait $MARIADB_PID 2>/dev/null"
+        local i
+        for ((i = 0; i < 600; i++)); do
+            if ! kill -0 "$MARIADB_PID" 2>/dev/null; then
+                break
+            fi
+            if bench_sql 'SELECT 1' >/dev/null 2>&1; then
+                bench_log "mariadbd up on 127.0.0.1:$MARIADB_PORT (pid $MARIADB_PID)"
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill -KILL "$MARIADB_PID" 2>/dev/null || true
+        wait "$MARIADB_PID" 2>/dev/null || true
+        if ! grep -q -e 'Address already in use' -e 'Bind on TCP/IP port' "$dir/error.log" 2>/dev/null; then
+            break
+        fi
+        bench_log "port $MARIADB_PORT was taken, retrying (attempt $attempt)"
+    done
+    tail -n 30 "$dir/error.log" >&2 2>/dev/null || true
+    bench_die "mariadbd did not start"
+}
+
+# --- timing ------------------------------------------------------------------
+
+# CPU seconds (user + system) used so far by this shell's finished children.
+# `times` must run in this shell (in a pipe or $(...) it would be a subshell's,
+# with children of its own), so it writes to a file.
+_bench_children_cpu() {
+    times >"$BENCH_LOGS/.times"
+    awk 'NR == 2 {
+        n = split($0, f, /[ ms]+/); t = 0
+        for (i = 1; i + 1 <= n; i += 2) if (f[i] != "") t += f[i] * 60 + f[i + 1]
+        printf "%.3f\n", t
+    }' "$BENCH_LOGS/.times"
+}
+
+# bench_timed NAME CMD ...: runs CMD (a command or a shell function) and times
+# it by wall clock (date +%s.%N). CMD's stderr goes to $BENCH_LOGS/NAME.err,
+# its stdout wherever the caller's goes. When the first run takes less than
+# BENCH_REPEAT_UNDER seconds (default 30) it runs a second time, and the faster
+# run counts. Sets BENCH_SECS (wall seconds) and BENCH_CPU (user + system CPU
+# seconds of CMD's processes: a server they talk to is not counted). A failing
+# CMD fails the script, showing the end of its stderr.
+bench_timed() {
+    local name="$1" best="" best_cpu="" t0 t1 c0 c1 cpu status run
+    shift
+    for run in 1 2; do
+        _bench_children_cpu >"$BENCH_LOGS/.cpu0"
+        t0="$(date +%s.%N)"
+        status=0
+        "$@" 2>"$BENCH_LOGS/$name.err" || status=$?
+        t1="$(date +%s.%N)"
+        _bench_children_cpu >"$BENCH_LOGS/.cpu1"
+        if [ "$status" -ne 0 ]; then
+            tail -n 30 "$BENCH_LOGS/$name.err" >&2
+            bench_die "$name exited with status $status: $*"
+        fi
+        read -r c0 <"$BENCH_LOGS/.cpu0"
+        read -r c1 <"$BENCH_LOGS/.cpu1"
+        BENCH_SECS="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+        cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')"
+        if [ -z "$best" ] || awk -v a="$BENCH_SECS" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+            best="$BENCH_SECS"
+            best_cpu="$cpu"
+        fi
+        bench_log "$name: run $run took ${BENCH_SECS}s (cpu ${cpu}s)"
+        awk -v s="$BENCH_SECS" -v u="${BENCH_REPEAT_UNDER:-30}" 'BEGIN { exit !(s < u) }' || break
+    done
+    BENCH_SECS="$best"
+    # shellcheck disable=SC2034 # for the caller
+    BENCH_CPU="$best_cpu"
+}
+
+# bench_rate COUNT SECS: COUNT/SECS rounded to an integer.
+bench_rate() {
+    awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.001; printf "%.0f", n / s }'
+}
+
+# --- the machine -------------------------------------------------------------
+
+# "2 cores / 23 GiB RAM / AMD EPYC": what the results table's machine column holds.
+bench_machine() {
+    local cores mem model
+    cores="$(nproc)"
+    mem="$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)"
+    model="$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    printf '%s cores / %s GiB RAM / %s' "$cores" "$mem" "${model:-unknown CPU}"
+}
