@@ -31,7 +31,7 @@
 # Settings (environment):
 #   BENCH_TABLES=4           sysbench --tables
 #   BENCH_TABLE_SIZE=100000  sysbench --table-size
-#   BENCH_SECONDS=60         sysbench run --time
+#   BENCH_SECONDS=90         sysbench run --time
 #   BENCH_THREADS=4          sysbench run --threads
 #   BENCH_INCLUDE_PREPARE=0  1 keeps prepare's bulk inserts in the binlog
 #   BENCH_REPEAT_UNDER=30    a reader whose first run took less than this many
@@ -50,7 +50,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TABLES="${BENCH_TABLES:-4}"
 TABLE_SIZE="${BENCH_TABLE_SIZE:-100000}"
-SECONDS_RUN="${BENCH_SECONDS:-60}"
+SECONDS_RUN="${BENCH_SECONDS:-90}"
 THREADS="${BENCH_THREADS:-4}"
 INCLUDE_PREPARE="${BENCH_INCLUDE_PREPARE:-0}"
 JSONL_CHECK="${BENCH_JSONL_CHECK:-1}"

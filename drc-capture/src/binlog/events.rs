@@ -202,12 +202,11 @@ fn read_varlen_u64(c: &mut Cursor<'_>) -> Result<u64, String> {
     for (i, b) in rest.iter().enumerate() {
         v |= u64::from(*b) << (8 * i);
     }
-    let v = if extra >= 8 {
-        v
-    } else {
-        (v << (8 - extra - 1)) | u64::from(first >> (extra + 1))
-    };
-    Ok(v)
+    if extra >= 8 {
+        return Ok(v);
+    }
+    // The first byte holds `extra` one bits and a zero, then the low bits.
+    Ok((v << (7 - extra)) | (u64::from(first) >> (extra + 1)))
 }
 
 fn read_varlen_i64(c: &mut Cursor<'_>) -> Result<i64, String> {
@@ -329,7 +328,8 @@ pub fn parse_transaction_payload(body: &[u8], limit: usize) -> Result<Vec<u8>, S
                     "TRANSACTION_PAYLOAD: uncompressed size {cap} exceeds the limit of {limit} bytes"
                 ));
             }
-            let mut out = Vec::with_capacity(cap);
+            // Capacity from a size field is only a hint: never trust it for a large allocation.
+            let mut out = Vec::with_capacity(cap.min(16 << 20));
             let mut dec = zstd::stream::read::Decoder::new(data)
                 .map_err(|x| format!("TRANSACTION_PAYLOAD: zstd: {x}"))?;
             (&mut dec)
@@ -366,7 +366,7 @@ pub fn mariadb_uncompress(buf: &[u8]) -> Result<Vec<u8>, String> {
     let len = c
         .uint_be(lenlen, "uncompressed length")
         .map_err(|x| x.to_string())? as usize;
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::with_capacity(len.min(16 << 20));
     let mut dec = flate2::read::ZlibDecoder::new(c.rest());
     (&mut dec)
         .take(len as u64 + 1)

@@ -84,8 +84,12 @@ pub fn read_stream(
                 "event at offset {offset} claims an impossible size of {size} bytes"
             )));
         }
-        buf.resize(size, 0);
-        let got = read_some(&mut r, &mut buf[HEADER_LEN..])
+        // Grow with the bytes that arrive, not with what a (possibly garbage)
+        // header claims.
+        buf.truncate(HEADER_LEN);
+        let got = (&mut r)
+            .take((size - HEADER_LEN) as u64)
+            .read_to_end(&mut buf)
             .map_err(|e| bad(format!("read at offset {offset}: {e}")))?;
         if got < size - HEADER_LEN {
             return Err(bad(format!(
