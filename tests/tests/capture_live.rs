@@ -533,7 +533,10 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
 async fn expect_refusal(db: &MariaDb, url: &str, start: StartAt, needle: &str) {
     let _ = db;
     let err = match capture_json(url, start, None).await {
-        Ok(v) => panic!("capture as {url} must refuse, but it read {} transactions", v.len()),
+        Ok(v) => panic!(
+            "capture as {url} must refuse, but it read {} transactions",
+            v.len()
+        ),
         Err(e) => e,
     };
     let msg = err.to_string();
