@@ -11,7 +11,9 @@ use drc_tests::{shared_fixtures_dir, skip};
 use serde_json::{json, Value};
 
 /// Every transaction of a fixture as JSON lines values and as protobuf.
-fn decode(name: &str) -> Option<Result<(Vec<Value>, Vec<pb::Transaction>), String>> {
+type Decoded = (Vec<Value>, Vec<pb::Transaction>);
+
+fn decode(name: &str) -> Option<Result<Decoded, String>> {
     let dir = shared_fixtures_dir()?;
     let mut dec = StreamDecoder::offline(DecoderOptions::default());
     let mut json_out = Vec::new();
