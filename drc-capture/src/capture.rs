@@ -94,7 +94,8 @@ enum Resume {
 }
 
 /// Runs a capture until the end of the binlog (`stop_at_end`), a definite
-/// error, or until `emit` fails.
+/// error, or until `emit` fails; `emit` returning [`CaptureError::Stop`] ends
+/// it cleanly.
 pub async fn run(
     opts: CaptureOptions,
     mut emit: impl FnMut(AssembledTxn) -> Result<()>,
@@ -161,6 +162,10 @@ pub async fn run(
                 if progress {
                     failures = 0;
                 }
+            }
+            Err(CaptureError::Stop) => {
+                stats.rows = decoder.rows_decoded;
+                return Ok(stats);
             }
             Err(e) if e.is_transient() => {
                 if progress_made(&stats) {

@@ -46,6 +46,10 @@ pub enum CaptureError {
     Output(String),
     #[error("{0}")]
     Config(String),
+    /// Returned by a consumer's callback to end a capture cleanly:
+    /// [`crate::capture::run`] then returns its statistics.
+    #[error("stopped by the consumer")]
+    Stop,
 }
 
 impl CaptureError {

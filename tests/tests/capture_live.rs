@@ -653,3 +653,62 @@ async fn refuses_purged_resume_point() {
         .await
         .is_ok());
 }
+
+async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<i64>) -> Option<i64> {
+    tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv())
+        .await
+        .expect("the row arrives within a minute")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_noticed_by_heartbeat_timeout() {
+    let Some(db) = start(MariaDbOptions::default()) else {
+        skip!("mariadbd is not installed");
+    };
+    db.exec("CREATE DATABASE h; CREATE TABLE h.t (id INT PRIMARY KEY)")
+        .await
+        .expect("schema");
+    let pid = db.pid().expect("server pid");
+    let mut opts = CaptureOptions::new(db.url(), StartAt::FromNow);
+    opts.heartbeat = std::time::Duration::from_millis(500);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let task = tokio::spawn(capture::run(opts, move |t| {
+        for c in &t.txn.changes {
+            if let Some(drc_proto::v1::value::Kind::Int(id)) =
+                c.after.as_ref().and_then(|r| r.values[0].kind.clone())
+            {
+                let _ = tx.send(id);
+                if id == 2 {
+                    return Err(CaptureError::Stop);
+                }
+            }
+        }
+        Ok(())
+    }));
+    // Wait until the capture streams, then insert row 1.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    db.exec("INSERT INTO h.t VALUES (1)").await.expect("row 1");
+    assert_eq!(recv(&mut rx).await, Some(1));
+    // Freeze the server: no heartbeats, no FIN. The capture must notice.
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill {sig}");
+    };
+    signal("-STOP");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    signal("-CONT");
+    db.exec("INSERT INTO h.t VALUES (2)").await.expect("row 2");
+    assert_eq!(recv(&mut rx).await, Some(2));
+    let stats = task
+        .await
+        .expect("join")
+        .expect("capture ends cleanly on Stop");
+    assert!(
+        stats.reconnects >= 1,
+        "the silent link was detected and re-established"
+    );
+    assert_eq!(stats.transactions, 2);
+}
