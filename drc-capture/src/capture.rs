@@ -168,9 +168,7 @@ pub async fn run(
                 return Ok(stats);
             }
             Err(e) if e.is_transient() => {
-                if progress_made(&stats) {
-                    failures = failures.saturating_add(1);
-                }
+                failures = failures.saturating_add(1);
                 if opts.max_reconnects > 0 && failures >= opts.max_reconnects {
                     return Err(e);
                 }
@@ -198,10 +196,6 @@ async fn control_conn(url: &str) -> Result<mysql_async::Conn> {
     })?;
     let o = mysql_async::OptsBuilder::from_opts(o).prefer_socket(false);
     Ok(mysql_async::Conn::new(o).await?)
-}
-
-fn progress_made(_s: &CaptureStats) -> bool {
-    true
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -248,7 +242,21 @@ async fn resolve_start(
         }
         StartAt::FromStart => {
             if info.is_mariadb {
-                Resume::Maria(MariaGtidList::default())
+                // The GTID state where the oldest binlog begins: an empty
+                // state is refused once older binlogs have been purged.
+                let logs = checks::binary_logs(conn).await?;
+                let state = match logs.first() {
+                    Some(oldest) => conn
+                        .exec_first::<Option<String>, _, _>(
+                            "SELECT BINLOG_GTID_POS(?, 4)",
+                            (oldest.as_str(),),
+                        )
+                        .await?
+                        .flatten()
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                Resume::Maria(state.parse().map_err(CaptureError::Source)?)
             } else if info.gtid_mode_on {
                 Resume::Mysql(MysqlGtidSet::default())
             } else {

@@ -412,7 +412,7 @@ impl StreamDecoder {
         let at = BinlogPos::new(self.file.clone(), start);
         if let Some(hist) = self.history.as_mut() {
             if let Err(e) = hist.rewind_to(&at) {
-                tracing::warn!(error = %e, at = %at, "schema history does not reach back to the start; only binlog metadata will be trusted");
+                tracing::info!(error = %e, at = %at, "schema history does not reach back to the start; decoding from the binlog's own column metadata, with the current schema only where its column names match");
                 self.history_trusted = false;
             }
         }
@@ -651,13 +651,23 @@ impl StreamDecoder {
                 return Ok(());
             }
         }
-        let schema = if self.history_trusted {
-            self.history
-                .as_ref()
-                .and_then(|hist| hist.table(&map.db, &map.table))
-        } else {
-            None
-        };
+        let schema = self
+            .history
+            .as_ref()
+            .and_then(|hist| hist.table(&map.db, &map.table))
+            .filter(|s| {
+                // An untrusted (newer) schema still tells MariaDB's INET6,
+                // UUID and JSON apart when its columns are exactly the ones
+                // the binlog names.
+                self.history_trusted
+                    || (map.opt.column_names.len() == s.columns.len()
+                        && map
+                            .opt
+                            .column_names
+                            .iter()
+                            .zip(&s.columns)
+                            .all(|(a, b)| *a == b.name))
+            });
         let n = map.column_types.len();
         if map.opt.column_names.len() != n {
             if let Some(s) = schema {
