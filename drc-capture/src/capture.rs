@@ -98,8 +98,35 @@ enum Resume {
 /// it cleanly.
 pub async fn run(
     opts: CaptureOptions,
-    mut emit: impl FnMut(AssembledTxn) -> Result<()>,
+    mut emit: impl FnMut(AssembledTxn) -> Result<()> + Send,
 ) -> Result<CaptureStats> {
+    run_with(opts, &mut SyncSink(&mut emit)).await
+}
+
+/// Where a capture hands its transactions.
+pub trait TxnSink: Send {
+    /// Takes one whole transaction. The next event is read only after this
+    /// returns, so a slow sink slows the capture; an error ends the capture
+    /// ([`CaptureError::Stop`] cleanly).
+    fn accept(&mut self, txn: AssembledTxn)
+        -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+struct SyncSink<'a, F>(&'a mut F);
+
+impl<F: FnMut(AssembledTxn) -> Result<()> + Send> TxnSink for SyncSink<'_, F> {
+    fn accept(
+        &mut self,
+        txn: AssembledTxn,
+    ) -> impl std::future::Future<Output = Result<()>> + Send {
+        std::future::ready((self.0)(txn))
+    }
+}
+
+/// [`run`] with an asynchronous consumer (e.g. one that publishes to a relay
+/// and waits for its acknowledgement). A transaction is handed over only after
+/// the decoder has seen its commit.
+pub async fn run_with(opts: CaptureOptions, emit: &mut impl TxnSink) -> Result<CaptureStats> {
     let mut conn = control_conn(&opts.url).await?;
     let info = checks::check_source(&mut conn).await?;
     tracing::info!(version = %info.version, server_id = info.server_id, row_metadata = %info.row_metadata, "source checked");
@@ -145,7 +172,7 @@ pub async fn run(
             &mut decoder,
             &resume,
             &mut stats,
-            &mut emit,
+            emit,
         )
         .await;
         resume = match &resume {
@@ -302,7 +329,7 @@ async fn stream_once(
     decoder: &mut StreamDecoder,
     resume: &Resume,
     stats: &mut CaptureStats,
-    emit: &mut impl FnMut(AssembledTxn) -> Result<()>,
+    emit: &mut impl TxnSink,
 ) -> Result<bool> {
     let mut copts = ConnectOptions::from_url(&opts.url).map_err(CaptureError::Protocol)?;
     copts.server_id = opts.replica_server_id;
@@ -352,17 +379,16 @@ async fn stream_once(
                 .map_err(map_dump_error)?;
         }
     }
-    let _ = control;
     let mut progress = false;
+    let mut ready: Vec<AssembledTxn> = Vec::new();
     loop {
         let ev = rc.next_event().await.map_err(map_dump_error)?;
         let Some(ev) = ev else {
             return Ok(progress);
         };
         let r = decoder.feed(&ev, &mut |t| {
-            stats.transactions += 1;
-            progress = true;
-            emit(t)
+            ready.push(t);
+            Ok(())
         });
         match r {
             Ok(()) => {}
@@ -372,13 +398,19 @@ async fn stream_once(
                 statement,
                 reason,
             }) => {
+                ready.clear();
                 confirm_ddl_from_server(control, decoder, &pos, &db, &statement, &reason).await?;
                 decoder.feed(&ev, &mut |t| {
-                    stats.transactions += 1;
-                    emit(t)
+                    ready.push(t);
+                    Ok(())
                 })?;
             }
             Err(e) => return Err(e),
+        }
+        for t in ready.drain(..) {
+            stats.transactions += 1;
+            progress = true;
+            emit.accept(t).await?;
         }
     }
 }

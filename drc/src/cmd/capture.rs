@@ -73,7 +73,7 @@ pub struct CaptureArgs {
 
 struct Out {
     format: Format,
-    w: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    w: std::io::BufWriter<std::io::Stdout>,
     buf: Vec<u8>,
     txns: u64,
     changes: u64,
@@ -102,7 +102,7 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<()> {
     };
     let mut out = Out {
         format: a.format,
-        w: std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock()),
+        w: std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()),
         buf: Vec::with_capacity(1 << 16),
         txns: 0,
         changes: 0,
