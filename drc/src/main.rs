@@ -1,6 +1,8 @@
 //! `drc`: DRC's one binary. Each subcommand is one role or one-shot job.
 
 mod cmd;
+mod config;
+mod publish;
 
 use clap::{Parser, Subcommand};
 
@@ -19,7 +21,16 @@ struct Cli {
 enum Command {
     /// Read a MySQL/MariaDB binlog (live as a replica, or from files) and print
     /// whole transactions.
-    Capture(cmd::capture::CaptureArgs),
+    Capture(Box<cmd::capture::CaptureArgs>),
+    /// Run a region's relay (`[relay]` of the config): the durable change log,
+    /// publish/subscribe, and replication from upstream regions.
+    Relay(cmd::relay::RelayArgs),
+    /// Run every role a region's config names in one process.
+    Run(cmd::run::RunArgs),
+    /// Durable log tools.
+    Log(cmd::log::LogArgs),
+    /// TLS certificates for relays and clients.
+    Tls(cmd::tls::TlsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,7 +43,11 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Capture(args) => cmd::capture::run(args),
+        Command::Capture(args) => cmd::capture::run(*args),
+        Command::Relay(args) => cmd::relay::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Log(args) => cmd::log::run(args),
+        Command::Tls(args) => cmd::tls::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -69,6 +69,26 @@ pub struct CaptureArgs {
     /// Transactions larger than this many bytes spill to disk.
     #[arg(long, default_value_t = DEFAULT_SPILL_THRESHOLD)]
     spill_threshold: usize,
+    /// Publish to this relay instead of printing (`https://HOST:PORT`, or
+    /// `http://127.0.0.1:PORT` with --relay-insecure-plaintext); the capture
+    /// resumes where the relay's copy of the stream ends.
+    #[arg(long, requires_all = ["source", "stream"])]
+    relay: Option<String>,
+    /// Stream name at the relay, e.g. `a.shop`.
+    #[arg(long)]
+    stream: Option<String>,
+    /// CA certificate that signs the relay's certificate.
+    #[arg(long, requires_all = ["relay_cert", "relay_key"])]
+    relay_ca: Option<PathBuf>,
+    /// This capture's client certificate.
+    #[arg(long)]
+    relay_cert: Option<PathBuf>,
+    /// This capture's client key.
+    #[arg(long)]
+    relay_key: Option<PathBuf>,
+    /// Talk to the relay without TLS (loopback or unix socket only).
+    #[arg(long)]
+    relay_insecure_plaintext: bool,
 }
 
 struct Out {
@@ -108,6 +128,9 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<()> {
         changes: 0,
     };
     let started = Instant::now();
+    if let Some(url) = &a.relay {
+        return to_relay(&a, url, decoder);
+    }
     if !a.binlog_file.is_empty() {
         if a.from_start || a.from_now || a.gtid.is_some() || a.file.is_some() {
             bail!("--binlog-file reads whole files: --from-start, --from-now, --gtid and --file/--pos apply to --source only");
@@ -122,16 +145,7 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<()> {
         }
     } else {
         let url = a.source.clone().unwrap_or_default();
-        let start = if a.from_start {
-            StartAt::FromStart
-        } else if let Some(g) = &a.gtid {
-            StartAt::Gtid(g.clone())
-        } else if let (Some(f), Some(p)) = (&a.file, a.pos) {
-            StartAt::FilePos(BinlogPos::new(f.clone(), p))
-        } else {
-            StartAt::FromNow
-        };
-        let mut opts = CaptureOptions::new(url, start);
+        let mut opts = CaptureOptions::new(url, start(&a));
         opts.stop_at_end = a.stop_at_end;
         opts.replica_server_id = a.server_id;
         opts.schema_history = a.schema_history.clone();
@@ -155,4 +169,52 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<()> {
         "capture done"
     );
     Ok(())
+}
+
+fn start(a: &CaptureArgs) -> StartAt {
+    if a.from_start {
+        StartAt::FromStart
+    } else if let Some(g) = &a.gtid {
+        StartAt::Gtid(g.clone())
+    } else if let (Some(f), Some(p)) = (&a.file, a.pos) {
+        StartAt::FilePos(BinlogPos::new(f.clone(), p))
+    } else {
+        StartAt::FromNow
+    }
+}
+
+/// `--relay`: publish until SIGINT/SIGTERM (or the end with --stop-at-end).
+/// The start options apply only while the relay holds nothing of the stream.
+fn to_relay(a: &CaptureArgs, url: &str, decoder: DecoderOptions) -> anyhow::Result<()> {
+    let stream = a.stream.clone().unwrap_or_default();
+    if !crate::config::valid_stream_name(&stream) {
+        bail!("--stream {stream:?}: use letters, digits, '.', '_' and '-'");
+    }
+    let mut relay = drc_relay::config::ClientConfig::new(url);
+    relay.insecure_plaintext = a.relay_insecure_plaintext;
+    if let (Some(ca), Some(cert), Some(key)) = (&a.relay_ca, &a.relay_cert, &a.relay_key) {
+        relay.tls = Some(drc_relay::tls::TlsConfig {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    relay
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
+    let fallback = start(a);
+    let mut opts = CaptureOptions::new(a.source.clone().unwrap_or_default(), fallback.clone());
+    opts.stop_at_end = a.stop_at_end;
+    opts.replica_server_id = a.server_id;
+    opts.schema_history = a.schema_history.clone();
+    opts.decoder = decoder;
+    let rt = crate::cmd::runtime()?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::cmd::shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        crate::publish::capture_to_relay(&stream, opts, relay, fallback, rx).await
+    })
 }

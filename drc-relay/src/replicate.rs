@@ -1,0 +1,200 @@
+//! Cross-region replication: this relay subscribes to the relay of a
+//! stream's home region and stores what it receives at the same offsets.
+//!
+//! One task per replicated stream, all streams of an upstream sharing one
+//! HTTP/2 connection (mutual TLS, zstd batches, BBR and keepalives, see
+//! `net.rs`). How it resumes, after any break (network error, the upstream
+//! restarting, this relay restarting):
+//!
+//! 1. Read the local log's last offset `L` (empty log: next offset `N`).
+//! 2. Subscribe from `L` (or `N`): the first record received must be
+//!    byte-identical to the local record `L`. If it is not, the replica and
+//!    its upstream have diverged (an upstream restored from an old backup, a
+//!    wiped and recreated stream): replication of that stream stops with a
+//!    definite error, because appending would silently mix two histories.
+//! 3. Append each batch with `append_at(first, records)`: the log refuses any
+//!    first offset other than its next one, so a gap or an overlap cannot be
+//!    written. The append is fsync'd before the next batch is taken.
+//! 4. On a transient error, wait (exponential backoff from 100 ms, capped at
+//!    3 s, reset by the first batch that arrives) and go back to 1.
+//!
+//! Periodically the task confirms its durable offset to the upstream under
+//! the configured subscriber name, so the upstream's retention keeps what
+//! this region has not copied yet.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use drc_proto::v1 as pb;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::client::{RelayClient, SubscribeOptions};
+use crate::config::{self, UpstreamConfig};
+use crate::error::{RelayError, Result};
+use crate::registry::Registry;
+use crate::server::{stopped, TaskToken};
+use crate::stream::{log_error, read_one, Stream};
+
+/// How often a replica confirms its position to the upstream.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts one task per replicated stream of every upstream.
+pub(crate) fn spawn(
+    registry: Arc<Registry>,
+    upstreams: &[UpstreamConfig],
+    max_message_bytes: usize,
+    stop: watch::Receiver<bool>,
+    token: TaskToken,
+) -> Result<Vec<JoinHandle<Result<()>>>> {
+    let mut tasks = Vec::new();
+    for u in upstreams {
+        let mut cc = u.client_config();
+        cc.max_message_bytes = max_message_bytes;
+        let client = RelayClient::connect_lazy(cc)?;
+        for name in &u.streams {
+            let stream = registry
+                .get(name)
+                .ok_or_else(|| RelayError::UnknownStream(name.clone()))?;
+            let link = Link {
+                client: client.clone(),
+                stream,
+                upstream: u.url.clone(),
+                subscriber: u.subscriber.clone().unwrap_or_default(),
+            };
+            let stop = stop.clone();
+            let token = token.clone();
+            tasks.push(tokio::spawn(async move {
+                let _token = token;
+                link.run(stop).await
+            }));
+        }
+    }
+    Ok(tasks)
+}
+
+/// Replication of one stream from one upstream.
+pub struct Link {
+    pub client: RelayClient,
+    pub stream: Arc<Stream>,
+    pub upstream: String,
+    /// Name registered at the upstream; empty for none.
+    pub subscriber: String,
+}
+
+impl Link {
+    /// Replicates until `stop` turns true (Ok) or a definite error (Err).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut backoff = config::BACKOFF_MIN;
+        let name = self.stream.name().to_string();
+        loop {
+            let r = tokio::select! {
+                r = self.once(&mut backoff) => r,
+                () = stopped(&mut stop) => return Ok(()),
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(stream = %name, upstream = %self.upstream, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted");
+                }
+                Err(e) => {
+                    tracing::error!(stream = %name, upstream = %self.upstream, error = %e, "replication stopped");
+                    return Err(e);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stopped(&mut stop) => return Ok(()),
+            }
+            backoff = (backoff * 2).min(config::BACKOFF_MAX);
+        }
+    }
+
+    /// One subscription, until it breaks. Returns Ok when the upstream ended
+    /// the stream cleanly (it is restarting): the caller retries.
+    async fn once(&self, backoff: &mut Duration) -> Result<()> {
+        let name = self.stream.name();
+        let log = self.stream.log();
+        let (from, mut verify) = match log.last_offset() {
+            Some(last) => {
+                let rec = read_one(log, last)
+                    .await
+                    .map_err(|e| log_error(name, e))?
+                    .ok_or_else(|| RelayError::Log {
+                        stream: name.to_string(),
+                        message: format!("last record {last} cannot be read"),
+                        transient: false,
+                    })?;
+                (last.0, Some((last.0, rec)))
+            }
+            None => (log.next_offset().0, None),
+        };
+        let mut sub = self
+            .client
+            .subscribe(SubscribeOptions {
+                stream: name.to_string(),
+                from_offset: from,
+                subscriber: self.subscriber.clone(),
+                compression: pb::Compression::Zstd,
+                ..Default::default()
+            })
+            .await?;
+        tracing::info!(stream = %name, upstream = %self.upstream, from, "replicating");
+        let mut last_confirm = Instant::now();
+        let mut confirmed = 0u64;
+        while let Some(batch) = sub.next_batch().await? {
+            *backoff = config::BACKOFF_MIN;
+            if !batch.is_dense() {
+                return Err(RelayError::Corrupt(format!(
+                    "upstream filtered a replication batch at offset {}",
+                    batch.first_offset
+                )));
+            }
+            let mut records: Vec<(u64, Bytes)> = batch.records;
+            if let Some((o, mine)) = verify.take() {
+                let first = records.first().map(|r| r.0);
+                match records.first() {
+                    Some((ro, theirs)) if *ro == o && *theirs == mine => {
+                        records.remove(0);
+                    }
+                    _ => {
+                        return Err(RelayError::Precondition(format!(
+                            "stream {name} diverged from its upstream {}: the local record at offset {o} differs from the upstream's (first upstream offset {first:?}); \
+                             move this region's copy aside and let it replicate afresh",
+                            self.upstream
+                        )))
+                    }
+                }
+            }
+            let Some(first) = records.first().map(|r| r.0) else {
+                continue;
+            };
+            let end = self
+                .stream
+                .append_replicated(first, records.into_iter().map(|r| r.1).collect())
+                .await?;
+            if !self.subscriber.is_empty()
+                && last_confirm.elapsed() >= CONFIRM_EVERY
+                && end > confirmed
+            {
+                last_confirm = Instant::now();
+                confirmed = end;
+                let client = self.client.clone();
+                let (stream, subscriber) = (name.to_string(), self.subscriber.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = client.confirm(&stream, &subscriber, end).await {
+                        tracing::debug!(stream = %stream, error = %e, "confirm to upstream failed");
+                    }
+                });
+            }
+        }
+        Err(RelayError::Net {
+            context: format!("subscription to {}", self.upstream),
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the upstream ended the stream",
+            ),
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! The configuration file of `drc relay`, `drc capture --config` and
+//! `drc run`: one TOML file per region.
+//!
+//! ```toml
+//! region = "a"
+//!
+//! [relay]                       # the relay of this region (see drc-relay's RelayConfig)
+//! listen = "0.0.0.0:7400"
+//! data_dir = "/var/lib/drc/relay"
+//! tls = { ca = "tls/ca.pem", cert = "tls/a.pem", key = "tls/a.key" }
+//!
+//! [[relay.upstreams]]           # streams of other regions to replicate here
+//! url = "https://relay-b:7400"
+//! tls = { ca = "tls/ca.pem", cert = "tls/a.pem", key = "tls/a.key" }
+//! streams = ["b.shop"]
+//!
+//! [[capture]]                   # one per source database
+//! stream = "a.shop"
+//! source = "mysql://repl@db-a:3306"
+//! source_password_env = "DRC_SOURCE_PASSWORD"
+//! relay = { url = "http://127.0.0.1:7400", insecure_plaintext = true }
+//! include = ["shop.*"]
+//! ```
+//!
+//! Unknown keys are refused with their name; every problem found by
+//! [`Config::validate`] names the key and the fix. Passwords come from the
+//! environment (`source_password_env`), never from the file or the logs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use drc_relay::config::{ClientConfig, RelayConfig};
+use serde::Deserialize;
+
+/// Default server id a capture registers with.
+pub const DEFAULT_CAPTURE_SERVER_ID: u32 = drc_capture::capture::DEFAULT_REPLICA_SERVER_ID;
+
+fn default_server_id() -> u32 {
+    DEFAULT_CAPTURE_SERVER_ID
+}
+
+fn default_start() -> String {
+    "now".into()
+}
+
+/// A region's configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name of the region (tags logs).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The relay of this region.
+    #[serde(default)]
+    pub relay: Option<RelayConfig>,
+    /// Captures, one per source database.
+    #[serde(default)]
+    pub capture: Vec<CaptureConfig>,
+}
+
+/// One capture: a source database feeding one stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Stream name, e.g. `a.shop` (letters, digits, `.`, `_`, `-`).
+    pub stream: String,
+    /// `mysql://USER@HOST:PORT` (a password here works but is discouraged).
+    pub source: String,
+    /// Environment variable holding the source password.
+    #[serde(default)]
+    pub source_password_env: Option<String>,
+    /// The relay to publish to.
+    pub relay: ClientConfig,
+    /// Where to start when the relay holds nothing of the stream yet:
+    /// `now` (default) or `start` (the oldest binlog).
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Tables to capture (`db.table` globs); all when empty.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Tables never captured.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Server id the capture registers with as a replica.
+    #[serde(default = "default_server_id")]
+    pub server_id: u32,
+    /// Persisted schema history (recommended; required to resume at an old
+    /// position with binlog_row_metadata=MINIMAL).
+    #[serde(default)]
+    pub schema_history: Option<PathBuf>,
+}
+
+impl CaptureConfig {
+    /// The source URL with the password from the environment filled in.
+    pub fn source_url(&self) -> anyhow::Result<String> {
+        let Some(var) = &self.source_password_env else {
+            return Ok(self.source.clone());
+        };
+        let pw = std::env::var(var).with_context(|| {
+            format!(
+                "capture {}: source_password_env names {var}, which is not set",
+                self.stream
+            )
+        })?;
+        let Some((scheme, rest)) = self.source.split_once("://") else {
+            bail!(
+                "capture {}: source must look like mysql://USER@HOST:PORT",
+                self.stream
+            );
+        };
+        let Some((user, host)) = rest.split_once('@') else {
+            bail!(
+                "capture {}: source must name a user (mysql://USER@HOST:PORT)",
+                self.stream
+            );
+        };
+        let user = user.split(':').next().unwrap_or(user);
+        Ok(format!("{scheme}://{user}:{}@{host}", percent_encode(&pw)))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn valid_stream_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !s.starts_with('.')
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config {}", path.display()))?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(r) = &self.relay {
+            r.validate().map_err(|e| anyhow::anyhow!("[relay]: {e}"))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.capture.iter().enumerate() {
+            if !valid_stream_name(&c.stream) {
+                bail!(
+                    "capture[{i}].stream = {:?}: use letters, digits, '.', '_' and '-'",
+                    c.stream
+                );
+            }
+            if !seen.insert(&c.stream) {
+                bail!(
+                    "capture[{i}].stream = {:?} is configured twice; a stream has one capture",
+                    c.stream
+                );
+            }
+            if !matches!(c.start.as_str(), "now" | "start") {
+                bail!(
+                    "capture[{i}].start = {:?}: use \"now\" or \"start\"",
+                    c.start
+                );
+            }
+            drc_capture::filter::Filter::new(&c.include, &c.exclude)
+                .map_err(|e| anyhow::anyhow!("capture[{i}].include/exclude: {e}"))?;
+            c.relay
+                .validate()
+                .map_err(|e| anyhow::anyhow!("capture[{i}].relay: {e}"))?;
+        }
+        Ok(())
+    }
+}

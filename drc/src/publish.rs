@@ -1,0 +1,131 @@
+//! Capture → relay: a [`TxnSink`] that publishes to a relay, and the loop that
+//! keeps a capture publishing across failures of either side.
+//!
+//! The relay is the source of truth for where a capture resumes: every
+//! (re)connection opens a Publish call, reads the relay's last source
+//! position, and starts the binlog right after it. Transactions are sent
+//! without waiting for each ack (up to [`MAX_IN_FLIGHT`] requests), and the
+//! relay drops any it already holds, so a resend after a crash is harmless.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use drc_capture::assemble::AssembledTxn;
+use drc_capture::capture::{self, CaptureOptions, StartAt, TxnSink};
+use drc_capture::error::CaptureError;
+use drc_capture::position::BinlogPos;
+use drc_relay::client::{Publisher, RelayClient};
+use drc_relay::config::ClientConfig;
+use prost::Message;
+use tokio::sync::watch;
+
+/// Publish requests sent before the sink waits for acks.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+struct PublishSink {
+    publisher: Publisher,
+    sent: u64,
+}
+
+impl TxnSink for PublishSink {
+    async fn accept(&mut self, txn: AssembledTxn) -> drc_capture::error::Result<()> {
+        let txn = txn.into_transaction()?;
+        let bytes = Bytes::from(txn.encode_to_vec());
+        self.publisher
+            .send_encoded(vec![bytes])
+            .await
+            .map_err(|e| CaptureError::Output(format!("publish to the relay: {e}")))?;
+        self.sent += 1;
+        while self.publisher.in_flight() > MAX_IN_FLIGHT {
+            self.publisher
+                .ack()
+                .await
+                .map_err(|e| CaptureError::Output(format!("publish to the relay: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the capture starts given what the relay holds.
+fn start_from_relay(
+    position: Option<&drc_proto::v1::SourcePosition>,
+    fallback: StartAt,
+) -> StartAt {
+    match position {
+        Some(p) if !p.gtid_set.is_empty() => StartAt::Gtid(p.gtid_set.clone()),
+        Some(p) if !p.file.is_empty() => StartAt::FilePos(BinlogPos::new(p.file.clone(), p.pos)),
+        _ => fallback,
+    }
+}
+
+/// Runs a capture that publishes to `relay` until `stop` turns true or a
+/// definite error. Transient failures of the source or the relay reconnect
+/// with backoff and resume where the relay says.
+pub async fn capture_to_relay(
+    stream: &str,
+    mut opts: CaptureOptions,
+    relay: ClientConfig,
+    fallback: StartAt,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let attempt = async {
+            let client = RelayClient::connect(relay.clone())
+                .await
+                .context("connect to the relay")?;
+            let publisher = client
+                .publisher(stream, "capture")
+                .await
+                .context("open publish call")?;
+            let resume = publisher.resume().clone();
+            opts.start = start_from_relay(resume.position.as_ref(), fallback.clone());
+            tracing::info!(stream, relay_offset = resume.last_offset, start = ?opts.start, "publishing to the relay");
+            let mut sink = PublishSink { publisher, sent: 0 };
+            let r = capture::run_with(opts.clone(), &mut sink).await;
+            let sent = sink.sent;
+            let fin = sink.publisher.finish().await;
+            match (r, fin) {
+                (Ok(_), Ok(_)) => Ok(sent),
+                (Err(e), _) => Err(anyhow::Error::new(e)).context("capture"),
+                (Ok(_), Err(e)) => Err(anyhow::Error::new(e)).context("finish publishing"),
+            }
+        };
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = stop.changed() => return Ok(()),
+        };
+        match result {
+            Ok(_) if opts.stop_at_end => return Ok(()),
+            Ok(_) => failures = 0,
+            Err(e) => {
+                let definite = e.chain().any(|c| {
+                    c.downcast_ref::<CaptureError>().is_some_and(|ce| {
+                        matches!(
+                            ce,
+                            CaptureError::Source(_)
+                                | CaptureError::Purged(_)
+                                | CaptureError::Config(_)
+                                | CaptureError::Decode { .. }
+                                | CaptureError::UnknownDdl { .. }
+                        )
+                    })
+                });
+                if definite {
+                    return Err(e);
+                }
+                failures = failures.saturating_add(1);
+                let delay = Duration::from_millis((200u64 << failures.min(5)).min(5_000));
+                tracing::warn!(stream, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "capture to relay failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return Ok(()),
+                }
+            }
+        }
+    }
+}
