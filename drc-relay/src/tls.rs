@@ -210,6 +210,24 @@ fn check_region(region: &str) -> Result<()> {
 /// Creates (or reuses) the CA in `dir` and a certificate for each region.
 /// Refuses to overwrite an existing region certificate or key.
 pub fn generate(dir: &Path, regions: &[String]) -> Result<Generated> {
+    generate_with_sans(dir, regions, &[])
+}
+
+/// [`generate`], adding names to region certificates: `(region, name)` pairs
+/// where the name is a DNS name or an IP address the region's relay is
+/// reached by (e.g. `("a", "10.0.0.5")`).
+pub fn generate_with_sans(
+    dir: &Path,
+    regions: &[String],
+    extra: &[(String, String)],
+) -> Result<Generated> {
+    for (r, _) in extra {
+        if !regions.contains(r) {
+            return Err(RelayError::Config(format!(
+                "--san names region {r:?}, which is not in --regions"
+            )));
+        }
+    }
     for r in regions {
         check_region(r)?;
     }
@@ -254,12 +272,18 @@ pub fn generate(dir: &Path, regions: &[String]) -> Result<Generated> {
         }
     };
     for r in regions {
-        let sans = vec![
+        let mut sans = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
             r.clone(),
             format!("relay-{r}"),
         ];
+        sans.extend(
+            extra
+                .iter()
+                .filter(|(er, _)| er == r)
+                .map(|(_, n)| n.clone()),
+        );
         let mut p = rcgen::CertificateParams::new(sans).map_err(rcgen_err)?;
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name

@@ -32,6 +32,10 @@ pub struct InitArgs {
     /// Regions to issue certificates for, comma-separated (e.g. `a,b`).
     #[arg(long, value_delimiter = ',')]
     pub regions: Vec<String>,
+    /// Another name or IP address a region's relay is reached by, as
+    /// `REGION=NAME` (repeatable), e.g. `--san a=10.0.0.5 --san b=relay.b.example`.
+    #[arg(long)]
+    pub san: Vec<String>,
 }
 
 pub fn run(args: TlsArgs) -> anyhow::Result<()> {
@@ -47,7 +51,14 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
         .collect();
-    let g = drc_relay::tls::generate(&args.dir, &regions)
+    let mut sans = Vec::new();
+    for s in &args.san {
+        let Some((r, n)) = s.split_once('=') else {
+            anyhow::bail!("--san {s:?}: write REGION=NAME, e.g. a=10.0.0.5");
+        };
+        sans.push((r.trim().to_string(), n.trim().to_string()));
+    }
+    let g = drc_relay::tls::generate_with_sans(&args.dir, &regions, &sans)
         .with_context(|| format!("create certificates in {}", args.dir.display()))?;
     if g.ca_created {
         println!(
