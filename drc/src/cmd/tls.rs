@@ -97,6 +97,11 @@ mod tests {
             command: TlsCommand::Init(InitArgs {
                 dir: dir.path().to_path_buf(),
                 regions: regions.iter().map(|s| s.to_string()).collect(),
+                san: if regions.contains(&"a") {
+                    vec!["a=10.1.2.3".into()]
+                } else {
+                    Vec::new()
+                },
             }),
         };
         run(args(&["a", "b"])).expect("init");
