@@ -4,97 +4,20 @@
 //! writes go on; at the end both logs hold the same records at the same
 //! offsets, and the stream holds every source transaction exactly once.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drc_log::{Log, LogConfig, Offset};
 use drc_proto::v1 as pb;
 use drc_tests::{free_port, skip, MariaDb, MariaDbOptions};
 use prost::Message;
+
+mod common;
+use common::{last_offset, records, tls_table, Proc};
 
 fn drc() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drc"));
     c.env("DRC_LOG", "info");
     c
-}
-
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    fn start(name: &'static str, args: &[&str], log: &Path) -> Proc {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log file");
-        let child = drc()
-            .args(args)
-            .stdout(Stdio::from(out.try_clone().expect("clone")))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("spawn drc");
-        Proc { child, name }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, and the process must exit 0 within a few seconds.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "{} exits 0 on SIGTERM: {status}",
-                    self.name
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop on SIGTERM",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-async fn records(dir: &Path) -> Vec<(u64, Vec<u8>)> {
-    let log = Log::open(dir, LogConfig::default())
-        .await
-        .expect("open log");
-    let mut r = log.reader(Offset(1)).expect("reader");
-    let mut out = Vec::new();
-    while let Some((o, b)) = r.try_next().expect("read") {
-        out.push((o.0, b.to_vec()));
-    }
-    out
-}
-
-fn tls_table(dir: &Path, region: &str) -> String {
-    format!(
-        "{{ ca = {:?}, cert = {:?}, key = {:?} }}",
-        dir.join("ca.pem"),
-        dir.join(format!("{region}.pem")),
-        dir.join(format!("{region}.key"))
-    )
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -103,14 +26,6 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn last_offset(dir: &Path) -> u64 {
-    // Read-only check of a log another process may be writing.
-    drc_log::check(dir)
-        .ok()
-        .and_then(|r| r.last_offset)
-        .map_or(0, |o| o.0)
 }
 
 #[test]
@@ -174,8 +89,8 @@ fn capture_relay_a_relay_b_over_mtls_survive_kill9() {
     let log_b = w.join("b.log");
     let a_args = ["run", "--config", a_cfg.to_str().unwrap_or_default()];
     let b_args = ["relay", "--config", b_cfg.to_str().unwrap_or_default()];
-    let mut a = Proc::start("drc run (A)", &a_args, &log_a);
-    let mut b = Proc::start("drc relay (B)", &b_args, &log_b);
+    let mut a = Proc::spawn("drc run (A)", drc(), &a_args, &log_a);
+    let mut b = Proc::spawn("drc relay (B)", drc(), &b_args, &log_b);
     let a_dir = w.join("a-data").join("streams").join("a.shop");
     let b_dir = w.join("b-data").join("streams").join("a.shop");
 
@@ -194,14 +109,14 @@ fn capture_relay_a_relay_b_over_mtls_survive_kill9() {
     wait_for("A's stream to start", 60, || a_dir.exists());
     a.kill9(); // capture and relay A at once
     round(50);
-    a = Proc::start("drc run (A)", &a_args, &log_a);
+    a = Proc::spawn("drc run (A)", drc(), &a_args, &log_a);
     round(50);
     b.kill9();
     round(50);
-    b = Proc::start("drc relay (B)", &b_args, &log_b);
+    b = Proc::spawn("drc relay (B)", drc(), &b_args, &log_b);
     round(50);
     a.kill9();
-    a = Proc::start("drc run (A)", &a_args, &log_a);
+    a = Proc::spawn("drc run (A)", drc(), &a_args, &log_a);
     round(50);
     // Two DDL transactions + 300 inserts.
     let want = 302;
@@ -254,5 +169,4 @@ fn capture_relay_a_relay_b_over_mtls_survive_kill9() {
         (0..300).collect::<Vec<i64>>(),
         "every insert once, in order"
     );
-    let _ = PathBuf::new();
 }

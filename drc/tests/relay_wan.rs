@@ -8,17 +8,19 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drc_log::{Log, LogConfig, Offset};
 use drc_proto::v1 as pb;
 use drc_relay::{ClientConfig, RelayClient, TlsConfig};
 use drc_tests::skip;
 use drc_wanem::{Link, LinkConfig};
 use prost::Message;
+
+mod common;
+use common::{last_offset, records, tls_table, Proc};
 
 /// The replicated stream.
 const STREAM: &str = "a.s";
@@ -38,70 +40,6 @@ const ROWS: usize = 3;
 const ROW_BYTES: usize = 500;
 /// How long the link is cut.
 const CUT: Duration = Duration::from_secs(30);
-
-/// A `drc` process inside one of the link's namespaces, killed on drop.
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    /// `drc relay --config CONFIG` inside a namespace (`cmd` is
-    /// `ip netns exec NS drc`, which execs `drc` in place: the child's pid is
-    /// the relay's).
-    fn relay(name: &'static str, mut cmd: Command, config: &Path, log: &Path) -> Proc {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open process log file");
-        let child = cmd
-            .args(["relay", "--config"])
-            .arg(config)
-            .env("DRC_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().expect("clone log file")))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("spawn drc relay in its namespace");
-        Proc { child, name }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, and the process must exit 0 within a few seconds.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "{} exits 0 on SIGTERM: {status}",
-                    self.name
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop on SIGTERM",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// What the publisher thread shares with the test.
 #[derive(Default)]
@@ -332,35 +270,6 @@ async fn session(
     Ok(())
 }
 
-async fn records(dir: &Path) -> Vec<(u64, Vec<u8>)> {
-    let log = Log::open(dir, LogConfig::default())
-        .await
-        .expect("open log");
-    let mut r = log.reader(Offset(1)).expect("reader");
-    let mut out = Vec::new();
-    while let Some((o, b)) = r.try_next().expect("read") {
-        out.push((o.0, b.to_vec()));
-    }
-    out
-}
-
-fn tls_table(dir: &Path, region: &str) -> String {
-    format!(
-        "{{ ca = {:?}, cert = {:?}, key = {:?} }}",
-        dir.join("ca.pem"),
-        dir.join(format!("{region}.pem")),
-        dir.join(format!("{region}.key"))
-    )
-}
-
-fn last_offset(dir: &Path) -> u64 {
-    // Read-only check of a log another process may be writing.
-    drc_log::check(dir)
-        .ok()
-        .and_then(|r| r.last_offset)
-        .map_or(0, |o| o.0)
-}
-
 /// A link name no concurrent test process uses.
 fn link_name() -> String {
     format!("rw{}", std::process::id())
@@ -428,8 +337,22 @@ fn two_relays_over_a_lossy_link_survive_kill9_and_a_30s_cut() {
     let b_dir = w.join("b-data").join("streams").join(STREAM);
     let (log_a, log_b) = (w.join("a.log"), w.join("b.log"));
     let drc = env!("CARGO_BIN_EXE_drc");
-    let start_a = || Proc::relay("relay A", link.command_a(drc), &a_cfg, &log_a);
-    let start_b = || Proc::relay("relay B", link.command_b(drc), &b_cfg, &log_b);
+    let start_a = || {
+        Proc::spawn(
+            "relay A",
+            link.command_a(drc),
+            &["relay", "--config", &a_cfg.to_string_lossy()],
+            &log_a,
+        )
+    };
+    let start_b = || {
+        Proc::spawn(
+            "relay B",
+            link.command_b(drc),
+            &["relay", "--config", &b_cfg.to_string_lossy()],
+            &log_b,
+        )
+    };
     let logs = || {
         format!(
             "relay A:\n{}\nrelay B:\n{}",
