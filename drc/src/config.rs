@@ -56,6 +56,9 @@ pub struct Config {
     /// Captures, one per source database.
     #[serde(default)]
     pub capture: Vec<CaptureConfig>,
+    /// Appliers: a stream from a relay into a sink.
+    #[serde(default)]
+    pub apply: Vec<crate::cmd::apply::ApplyConfig>,
 }
 
 /// One capture: a source database feeding one stream.
@@ -153,6 +156,7 @@ impl Config {
         if let Some(r) = &self.relay {
             r.validate().map_err(|e| anyhow::anyhow!("[relay]: {e}"))?;
         }
+        crate::cmd::apply::validate(&self.apply)?;
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.capture.iter().enumerate() {
             if !valid_stream_name(&c.stream) {

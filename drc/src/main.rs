@@ -25,6 +25,8 @@ enum Command {
     /// Run a region's relay (`[relay]` of the config): the durable change log,
     /// publish/subscribe, and replication from upstream regions.
     Relay(cmd::relay::RelayArgs),
+    /// Apply streams from a relay into sinks (`[[apply]]` of the config).
+    Apply(cmd::apply::ApplyArgs),
     /// Run every role a region's config names in one process.
     Run(cmd::run::RunArgs),
     /// Durable log tools.
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Capture(args) => cmd::capture::run(*args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
         Command::Log(args) => cmd::log::run(args),
         Command::Tls(args) => cmd::tls::run(args),
     };

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share.
 
+pub mod apply;
 pub mod capture;
 pub mod log;
 pub mod relay;

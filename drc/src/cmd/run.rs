@@ -77,6 +77,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
                 (stream, r)
             }));
         }
+        let appliers = (!cfg.apply.is_empty()).then(|| {
+            tokio::spawn(crate::cmd::apply::run_pipelines(
+                cfg.apply.clone(),
+                stop_rx.clone(),
+            ))
+        });
         crate::cmd::shutdown_signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
@@ -89,6 +95,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
                 }
                 Ok((_, Ok(()))) => {}
                 Err(e) => failed = Some(anyhow::anyhow!("capture task: {e}")),
+            }
+        }
+        if let Some(t) = appliers {
+            match t.await {
+                Ok(Err(e)) => failed = Some(e),
+                Ok(Ok(())) => {}
+                Err(e) => failed = Some(anyhow::anyhow!("apply task: {e}")),
             }
         }
         let _ = relay_stop_tx.send(true);
