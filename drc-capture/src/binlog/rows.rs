@@ -93,7 +93,13 @@ pub fn parse_rows<'a>(
         let extra = usize::from(c.u16("extra info length").map_err(sh)?);
         c.skip(extra.saturating_sub(2), "extra info").map_err(sh)?;
     }
-    let width = c.lenenc_len("column count").map_err(sh)?;
+    // A column count, not a byte length: a row of NULLs in a wide table is
+    // shorter than its column count. MySQL tables have at most 4096 columns.
+    let width = c.lenenc("column count").map_err(sh)?;
+    if width > 4096 {
+        return Err(format!("rows event: column count {width} exceeds 4096"));
+    }
+    let width = width as usize;
     let present_before = bitmap(&mut c, width)?;
     let present_after = if kind == RowsKind::Update {
         bitmap(&mut c, width)?
