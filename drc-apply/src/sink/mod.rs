@@ -23,6 +23,7 @@
 //! backward.
 
 pub mod jsonl;
+pub mod mysql;
 
 use drc_proto::v1 as pb;
 

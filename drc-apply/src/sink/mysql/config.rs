@@ -1,0 +1,117 @@
+//! Configuration of the MySQL/MariaDB sink.
+
+use serde::Deserialize;
+
+use super::conflict::ConflictPolicy;
+use crate::error::{ApplyError, Result};
+
+/// Longest `origin` name: the width of `drc.checkpoints.origin`.
+pub const MAX_ORIGIN_LEN: usize = 200;
+
+/// Default conflict policy: stop the stream at the first conflict.
+pub const DEFAULT_CONFLICT_POLICY: ConflictPolicy = ConflictPolicy::Fail;
+
+/// Settings of a [`super::MySqlSink`].
+///
+/// ```toml
+/// url = "mysql://drc:secret@db-b.internal:3306"
+/// conflict_policy = "fail"   # fail | overwrite | ignore
+/// origin = "region-a"        # optional
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlSinkConfig {
+    /// Target server, `mysql://user:password@host:port`. The user needs
+    /// INSERT, UPDATE, DELETE on the replicated tables, the DDL privileges of
+    /// the replicated DDL, and CREATE, SELECT, INSERT, UPDATE on the `drc`
+    /// schema (created on first use).
+    pub url: String,
+    /// What to do when a change does not fit the target's rows (a missing row
+    /// for UPDATE/DELETE, an existing key for INSERT): `fail` (stop the
+    /// stream, nothing of the batch applied), `overwrite` (make the target
+    /// row what the source says, and record it) or `ignore` (leave the target
+    /// as it is, and record it). Default `fail`.
+    #[serde(default = "default_conflict_policy")]
+    pub conflict_policy: ConflictPolicy,
+    /// Name written in the `origin` column of each checkpoint row (the region
+    /// the applied stream comes from); the target's own capture reads it to
+    /// mark these transactions so they are not sent back. Defaults to the
+    /// stream's name. At most 200 characters.
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+fn default_conflict_policy() -> ConflictPolicy {
+    DEFAULT_CONFLICT_POLICY
+}
+
+impl MySqlSinkConfig {
+    /// A configuration with the defaults for everything but the URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            conflict_policy: DEFAULT_CONFLICT_POLICY,
+            origin: None,
+        }
+    }
+
+    /// Checks the settings without connecting.
+    pub fn validate(&self) -> Result<()> {
+        if self.url.trim().is_empty() {
+            return Err(ApplyError::Config("mysql sink: `url` is empty".into()));
+        }
+        mysql_async::Opts::from_url(&self.url).map_err(|e| {
+            // The URL may hold a password: name the problem, not the URL.
+            ApplyError::Config(format!(
+                "mysql sink: `url` is not a valid mysql:// URL: {e}"
+            ))
+        })?;
+        if let Some(origin) = &self.origin {
+            if origin.is_empty() {
+                return Err(ApplyError::Config(
+                    "mysql sink: `origin` is empty (leave it out to use the stream name)".into(),
+                ));
+            }
+            if origin.chars().count() > MAX_ORIGIN_LEN {
+                return Err(ApplyError::Config(format!(
+                    "mysql sink: `origin` is longer than {MAX_ORIGIN_LEN} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_with_defaults_and_refuses_unknown_fields() {
+        let c: MySqlSinkConfig =
+            serde_json::from_str(r#"{"url": "mysql://u@h:3306"}"#).expect("parse");
+        assert_eq!(c, MySqlSinkConfig::new("mysql://u@h:3306"));
+        c.validate().expect("valid");
+        let c: MySqlSinkConfig = serde_json::from_str(
+            r#"{"url": "mysql://u@h", "conflict_policy": "ignore", "origin": "a"}"#,
+        )
+        .expect("parse");
+        assert_eq!(c.conflict_policy, ConflictPolicy::Ignore);
+        assert!(serde_json::from_str::<MySqlSinkConfig>(r#"{"url": "x", "bogus": 1}"#).is_err());
+        assert!(serde_json::from_str::<MySqlSinkConfig>(
+            r#"{"url": "x", "conflict_policy": "lww"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn validate_refuses_bad_values() {
+        assert!(MySqlSinkConfig::new("").validate().is_err());
+        assert!(MySqlSinkConfig::new("postgres://x").validate().is_err());
+        let mut c = MySqlSinkConfig::new("mysql://u@h");
+        c.origin = Some(String::new());
+        assert!(c.validate().is_err());
+        c.origin = Some("x".repeat(MAX_ORIGIN_LEN + 1));
+        assert!(c.validate().is_err());
+    }
+}
