@@ -93,12 +93,15 @@ pub struct ApplyConfig {
 pub enum SinkConfig {
     /// JSON lines in a file (rotated by size) or on standard output.
     Jsonl(JsonlConfig),
+    /// A MySQL or MariaDB database, exactly once (checkpoint in `drc.checkpoints`).
+    Mysql(drc_apply::sink::mysql::MySqlSinkConfig),
 }
 
 impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Jsonl(_) => "jsonl",
+            SinkConfig::Mysql(_) => "mysql",
         }
     }
 }
@@ -155,6 +158,10 @@ pub fn validate(entries: &[ApplyConfig]) -> anyhow::Result<()> {
                     );
                 }
             }
+            SinkConfig::Mysql(m) => {
+                m.validate()
+                    .map_err(|e| anyhow::anyhow!("apply[{i}].sink: {e}"))?;
+            }
         }
     }
     Ok(())
@@ -171,6 +178,10 @@ async fn run_one(entry: ApplyConfig, stop: watch::Receiver<bool>) -> anyhow::Res
     match entry.sink {
         SinkConfig::Jsonl(j) => {
             let mut sink = JsonlSink::new(j)?;
+            Ok(applier::run(cfg, &mut sink, stop).await?)
+        }
+        SinkConfig::Mysql(m) => {
+            let mut sink = drc_apply::sink::mysql::MySqlSink::connect(m).await?;
             Ok(applier::run(cfg, &mut sink, stop).await?)
         }
     }
