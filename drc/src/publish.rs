@@ -26,12 +26,27 @@ pub const MAX_IN_FLIGHT: usize = 256;
 struct PublishSink {
     publisher: Publisher,
     sent: u64,
+    /// The relay client's message limit: a larger transaction cannot be sent.
+    max_message_bytes: usize,
 }
 
 impl TxnSink for PublishSink {
     async fn accept(&mut self, txn: AssembledTxn) -> drc_capture::error::Result<()> {
         let txn = txn.into_transaction()?;
         let bytes = Bytes::from(txn.encode_to_vec());
+        if bytes.len() + 1024 > self.max_message_bytes {
+            // Definite: retrying cannot help, and skipping would lose data.
+            let pos = txn
+                .position
+                .as_ref()
+                .map(|p| format!("{}:{}", p.file, p.pos))
+                .unwrap_or_default();
+            return Err(CaptureError::Config(format!(
+                "the transaction ending at {pos} encodes to {} bytes, over max_message_bytes ({}) of the relay link; raise max_message_bytes on the relay and in the capture's relay settings",
+                bytes.len(),
+                self.max_message_bytes
+            )));
+        }
         self.publisher
             .send_encoded(vec![bytes])
             .await
@@ -85,7 +100,11 @@ pub async fn capture_to_relay(
             let resume = publisher.resume().clone();
             opts.start = start_from_relay(resume.position.as_ref(), fallback.clone());
             tracing::info!(stream, relay_offset = resume.last_offset, start = ?opts.start, "publishing to the relay");
-            let mut sink = PublishSink { publisher, sent: 0 };
+            let mut sink = PublishSink {
+                publisher,
+                sent: 0,
+                max_message_bytes: relay.max_message_bytes,
+            };
             let r = capture::run_with(opts.clone(), &mut sink).await;
             let sent = sink.sent;
             let fin = sink.publisher.finish().await;
