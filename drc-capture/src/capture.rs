@@ -110,6 +110,12 @@ pub trait TxnSink: Send {
     /// ([`CaptureError::Stop`] cleanly).
     fn accept(&mut self, txn: AssembledTxn)
         -> impl std::future::Future<Output = Result<()>> + Send;
+
+    /// Called when the source has nothing more to send right now (and at the
+    /// end of the binlog): a sink that batches transactions flushes here.
+    fn idle(&mut self) -> impl std::future::Future<Output = Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 struct SyncSink<'a, F>(&'a mut F);
@@ -382,8 +388,18 @@ async fn stream_once(
     let mut progress = false;
     let mut ready: Vec<AssembledTxn> = Vec::new();
     loop {
-        let ev = rc.next_event().await.map_err(map_dump_error)?;
+        // When the next event is not already buffered, let the sink flush
+        // what it batches before waiting (next_event is cancel-safe).
+        let ev = match futures::FutureExt::now_or_never(rc.next_event()) {
+            Some(r) => r,
+            None => {
+                emit.idle().await?;
+                rc.next_event().await
+            }
+        }
+        .map_err(map_dump_error)?;
         let Some(ev) = ev else {
+            emit.idle().await?;
             return Ok(progress);
         };
         let r = decoder.feed(&ev, &mut |t| {

@@ -21,11 +21,18 @@ use prost::Message;
 use tokio::sync::watch;
 
 /// Publish requests sent before the sink waits for acks.
-pub const MAX_IN_FLIGHT: usize = 256;
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// Transactions per publish request, at most (the relay fsyncs once per request).
+pub const MAX_BATCH_TXNS: usize = 512;
+/// Bytes per publish request, at most (a larger transaction travels alone).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
 struct PublishSink {
     publisher: Publisher,
     sent: u64,
+    pending: Vec<Bytes>,
+    pending_bytes: usize,
     /// The relay client's message limit: a larger transaction cannot be sent.
     max_message_bytes: usize,
 }
@@ -47,11 +54,35 @@ impl TxnSink for PublishSink {
                 self.max_message_bytes
             )));
         }
+        if self.pending_bytes + bytes.len() > MAX_BATCH_BYTES.min(self.max_message_bytes / 2) {
+            self.flush().await?;
+        }
+        self.pending_bytes += bytes.len();
+        self.pending.push(bytes);
+        self.sent += 1;
+        if self.pending.len() >= MAX_BATCH_TXNS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> drc_capture::error::Result<()> {
+        self.flush().await
+    }
+}
+
+impl PublishSink {
+    /// Sends what is pending as one request (one fsync at the relay).
+    async fn flush(&mut self) -> drc_capture::error::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         self.publisher
-            .send_encoded(vec![bytes])
+            .send_encoded(batch)
             .await
             .map_err(|e| CaptureError::Output(format!("publish to the relay: {e}")))?;
-        self.sent += 1;
         while self.publisher.in_flight() > MAX_IN_FLIGHT {
             self.publisher
                 .ack()
@@ -103,9 +134,16 @@ pub async fn capture_to_relay(
             let mut sink = PublishSink {
                 publisher,
                 sent: 0,
+                pending: Vec::new(),
+                pending_bytes: 0,
                 max_message_bytes: relay.max_message_bytes,
             };
-            let r = capture::run_with(opts.clone(), &mut sink).await;
+            let mut r = capture::run_with(opts.clone(), &mut sink).await;
+            if r.is_ok() {
+                if let Err(e) = sink.flush().await {
+                    r = Err(e);
+                }
+            }
             let sent = sink.sent;
             let fin = sink.publisher.finish().await;
             match (r, fin) {
