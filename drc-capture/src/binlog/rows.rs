@@ -12,9 +12,9 @@ use drc_proto::v1 as pb;
 use super::cursor::Cursor;
 use super::event::{types, FormatDescription};
 use super::events::mariadb_uncompress;
+use crate::decode::json_diff;
 use crate::decode::plan::{ColKind, TablePlan};
 use crate::decode::values::{decode_value, null, read_prefixed};
-use crate::decode::{json_binary, json_diff};
 
 /// What a rows event does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +265,6 @@ fn apply_partial_json(
         }
     };
     json_diff::apply_json_diffs(&mut doc, &diffs)?;
-    let _ = json_binary::decode_json;
     Ok(pb::Value {
         kind: Some(pb::value::Kind::Json(doc.to_string())),
     })

@@ -128,7 +128,6 @@ pub fn build_plan(
     let mut char_i = 0usize;
     let mut enum_i = 0usize;
     let mut set_i = 0usize;
-    let mut enum_set_i = 0usize;
     let mut cols = Vec::with_capacity(n);
     let mut columns = Vec::with_capacity(n);
     for i in 0..n {
@@ -267,7 +266,6 @@ pub fn build_plan(
             },
             col::ENUM | col::SET => {
                 let bytes = (meta & 0xff) as u8;
-                enum_set_i += 1;
                 let is_enum = real == col::ENUM;
                 let from_map = if is_enum {
                     let l = map.opt.enum_labels.get(enum_i).cloned();
@@ -307,7 +305,6 @@ pub fn build_plan(
         });
         cols.push(ColPlan { name, kind });
     }
-    let _ = enum_set_i;
     let primary_key: Vec<u32> = if !map.opt.primary_key.is_empty() {
         map.opt
             .primary_key
