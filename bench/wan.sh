@@ -29,8 +29,14 @@
 #                         transaction of the backlog
 #    The link's counters (`wanem stats`, IP bytes delivered, both directions)
 #    are read before and after each; wire_ratio = those bytes / binlog bytes.
-# 3. Checks that relay A and relay B hold the same number of records, equal
-#    to the number of transactions in the backlog, and fails if not.
+#    The route's congestion control is what mariadbd's sockets get; drc's
+#    relays ask for TCP_CONGESTION=bbr on their own sockets where the kernel
+#    allows it, so drc runs on bbr under both settings.
+# 3. Checks that relay B holds what relay A holds (it fails at once if not),
+#    and that relay A holds one record per transaction of the backlog. When
+#    relay A stops short (no change for 20 s), drc_s is the time until B held
+#    all A held, a COUNT MISMATCH line says so, and after printing the
+#    figures the script exits non-zero.
 # 4. Prints one line per congestion control, the target lines, and last,
 #    for the bbr setting (or the last setting run, when bbr was not):
 #      wan: drc_s=X native_s=Y native_compressed_s=Z wire_ratio=W
@@ -144,6 +150,10 @@ if [ "$KEEP" = 1 ]; then
     bench_on_exit "echo 'kept: $BENCH_TMP' >&2"
 fi
 TMP="$BENCH_TMP"
+# Copies, so that a rebuild of target/release during the run changes nothing.
+mkdir -p "$TMP/bin"
+cp "$DRC_BIN" "$TMP/bin/drc" && DRC_BIN="$TMP/bin/drc"
+cp "$WANEM_BIN" "$TMP/bin/wanem" && WANEM_BIN="$TMP/bin/wanem"
 LINK=""
 WANEM_PID=""
 RUN_PIDS=()
