@@ -97,15 +97,17 @@ impl TlsConfig {
             .map_err(|e| RelayError::Tls(format!("protocol versions: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(load_certs(&self.cert, "certificate")?, load_key(&self.key)?)
-            .map_err(|e| {
-                RelayError::Tls(format!(
-                    "certificate {} and key {} do not go together: {e}",
-                    self.cert.display(),
-                    self.key.display()
-                ))
-            })?;
+            .map_err(|e| self.mismatch(e))?;
         cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(cfg))
+    }
+
+    fn mismatch(&self, e: rustls::Error) -> RelayError {
+        RelayError::Tls(format!(
+            "certificate {} and key {} do not go together: {e}",
+            self.cert.display(),
+            self.key.display()
+        ))
     }
 
     /// Client side: the server verified against the CA, our certificate
@@ -117,13 +119,7 @@ impl TlsConfig {
             .map_err(|e| RelayError::Tls(format!("protocol versions: {e}")))?
             .with_root_certificates(roots)
             .with_client_auth_cert(load_certs(&self.cert, "certificate")?, load_key(&self.key)?)
-            .map_err(|e| {
-                RelayError::Tls(format!(
-                    "certificate {} and key {} do not go together: {e}",
-                    self.cert.display(),
-                    self.key.display()
-                ))
-            })?;
+            .map_err(|e| self.mismatch(e))?;
         cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(cfg))
     }
