@@ -371,16 +371,29 @@ impl NatsSink {
                 ),
             ));
         }
-        js.create_key_value(kv::Config {
-            bucket: bucket.into(),
-            description: "DRC apply checkpoints".into(),
-            history: 1,
+        // The bucket's backing stream, made as the key-value layout asks
+        // (one value per key, rollups, direct gets). Made directly rather
+        // than with the client's bucket call, which first reads account
+        // details in a form servers before 2.10 do not send.
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("DRC apply checkpoints".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
             storage: stream::StorageType::File,
             num_replicas: c.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| transient(format!("open or create key-value bucket {bucket}: {e}")))
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| transient(format!("create key-value bucket {bucket}: {e}")))?;
+        js.get_key_value(bucket)
+            .await
+            .map_err(|e| transient(format!("open key-value bucket {bucket}: {e}")))
     }
 
     /// `(offset, index)` of the message at `last_seq`, when it is one of
