@@ -82,7 +82,16 @@ fn keys() -> BTreeMap<String, Vec<String>> {
 }
 
 fn text(rng: &mut StdRng) -> String {
-    const WORDS: [&str; 8] = ["alpha", "béta", "gamma ü", "δέλτα", "e'q", "x\\y", "😀", "a.b %"];
+    const WORDS: [&str; 8] = [
+        "alpha",
+        "béta",
+        "gamma ü",
+        "δέλτα",
+        "e'q",
+        "x\\y",
+        "😀",
+        "a.b %",
+    ];
     let n = rng.gen_range(1..4);
     (0..n)
         .map(|_| WORDS[rng.gen_range(0..WORDS.len())])
@@ -248,7 +257,8 @@ fn message_count(txns: &[pb::Transaction]) -> usize {
     txns.iter()
         .map(|t| {
             let ddl = t.ddl.as_ref().filter(|d| !d.statement.trim().is_empty());
-            let truncate = ddl.is_some_and(|d| d.statement.to_ascii_uppercase().starts_with("TRUNCATE"));
+            let truncate =
+                ddl.is_some_and(|d| d.statement.to_ascii_uppercase().starts_with("TRUNCATE"));
             t.changes.len() + usize::from(ddl.is_some()) + usize::from(truncate)
         })
         .sum()
@@ -277,11 +287,17 @@ async fn a_random_workload_replays_to_the_source_tables() {
     assert_eq!(cp.offset, n);
     assert_eq!(
         cp.position.as_ref().map(|p| &p.gtid),
-        txns.last().and_then(|t| t.position.as_ref()).map(|p| &p.gtid)
+        txns.last()
+            .and_then(|t| t.position.as_ref())
+            .map(|p| &p.gtid)
     );
 
     let msgs = stored(&nats, &sink).await;
-    assert_eq!(msgs.len(), message_count(&txns), "one message per change and DDL");
+    assert_eq!(
+        msgs.len(),
+        message_count(&txns),
+        "one message per change and DDL"
+    );
     eprintln!(
         "published {} messages of {n} transactions in {elapsed:?}",
         msgs.len()
@@ -302,7 +318,9 @@ async fn a_random_workload_replays_to_the_source_tables() {
     assert_eq!(j["op"], "c");
     assert_eq!(j["ts_ms"], txn.commit_ts_us / 1000);
     // The escaped table's subject and the truncate.
-    assert!(msgs.iter().any(|m| m.subject == "drc.a%2Ew.w.odd%2Et%20%25"));
+    assert!(msgs
+        .iter()
+        .any(|m| m.subject == "drc.a%2Ew.w.odd%2Et%20%25"));
     assert!(msgs
         .iter()
         .any(|m| m.subject == "drc.a%2Ew.w.b" && m.json().is_ok_and(|j| j["op"] == "t")));
@@ -394,7 +412,11 @@ async fn crashes_redelivery_and_a_killed_broker_leave_each_message_once() {
     assert!(cancelled >= 5, "only {cancelled} calls were cut short");
     eprintln!("{cancelled} calls cancelled, {retried} retried");
     let msgs = stored(&nats, &sink).await;
-    assert_eq!(msgs.len(), want_msgs, "every message once after {cancelled} cancelled calls");
+    assert_eq!(
+        msgs.len(),
+        want_msgs,
+        "every message once after {cancelled} cancelled calls"
+    );
 
     // A checkpoint far behind what JetStream holds (a crash between the acks
     // and the checkpoint): the batches come again, nothing is stored twice.
@@ -414,7 +436,11 @@ async fn crashes_redelivery_and_a_killed_broker_leave_each_message_once() {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", repeat.id.as_str());
     let ack = js
-        .publish_with_headers(repeat.subject.clone(), headers, repeat.payload.clone().into())
+        .publish_with_headers(
+            repeat.subject.clone(),
+            headers,
+            repeat.payload.clone().into(),
+        )
         .await
         .expect("publish")
         .await
@@ -527,7 +553,9 @@ fn one(offset: u64, txn: pb::Transaction) -> Batch {
 
 fn definite_at(e: ApplyError, offset: u64, needle: &str) {
     match &e {
-        ApplyError::Definite { offset: o, message, .. } => {
+        ApplyError::Definite {
+            offset: o, message, ..
+        } => {
             assert_eq!(*o, offset, "{e}");
             assert!(message.contains(needle), "{e}");
         }

@@ -174,8 +174,11 @@ impl TableState {
         for (name, t) in &self.tables {
             let mut keyless: Vec<Value> = t.keyless.iter().map(strip_nulls).collect();
             keyless.sort_by_key(|v| v.to_string());
-            let keyed: BTreeMap<String, Value> =
-                t.keyed.iter().map(|(k, v)| (k.clone(), strip_nulls(v))).collect();
+            let keyed: BTreeMap<String, Value> = t
+                .keyed
+                .iter()
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect();
             if keyless.is_empty() && keyed.is_empty() {
                 continue;
             }

@@ -188,7 +188,9 @@ impl NatsSinkConfig {
     pub fn validate(&self) -> Result<()> {
         let cfg = |m: String| Err(ApplyError::Config(m));
         if self.url.trim().is_empty() {
-            return cfg("sink.url is empty; name the NATS server, e.g. \"nats://127.0.0.1:4222\"".into());
+            return cfg(
+                "sink.url is empty; name the NATS server, e.g. \"nats://127.0.0.1:4222\"".into(),
+            );
         }
         let probe = subject::stream_name(&self.jetstream_stream, "s");
         if probe.is_empty()
@@ -286,13 +288,22 @@ mod tests {
             assert!(e.contains(key), "{e}");
         };
         bad(|c| c.url.clear(), "sink.url");
-        bad(|c| c.jetstream_stream = "a.b".into(), "sink.jetstream_stream");
+        bad(
+            |c| c.jetstream_stream = "a.b".into(),
+            "sink.jetstream_stream",
+        );
         bad(|c| c.subject = "drc.{x}".into(), "sink.subject");
         bad(|c| c.ddl_subject = "drc.{table}".into(), "sink.ddl_subject");
         bad(|c| c.kv_bucket = "a.b".into(), "sink.kv_bucket");
-        bad(|c| c.duplicate_window_secs = 0, "sink.duplicate_window_secs");
+        bad(
+            |c| c.duplicate_window_secs = 0,
+            "sink.duplicate_window_secs",
+        );
         bad(|c| c.max_in_flight = 0, "sink.max_in_flight");
         bad(|c| c.user = Some("u".into()), "sink.user");
-        bad(|c| c.jetstream_subjects = vec!["a.>.b".into()], "sink.jetstream_subjects");
+        bad(
+            |c| c.jetstream_subjects = vec!["a.>.b".into()],
+            "sink.jetstream_subjects",
+        );
     }
 }

@@ -136,7 +136,11 @@ fn source(
     str_(out, CONNECTOR);
     out.extend_from_slice(b",\"name\":");
     str_(out, p.stream);
-    let _ = write!(out, ",\"ts_ms\":{},\"snapshot\":\"false\",\"db\":", ts_ms(txn));
+    let _ = write!(
+        out,
+        ",\"ts_ms\":{},\"snapshot\":\"false\",\"db\":",
+        ts_ms(txn)
+    );
     str_(out, db);
     out.extend_from_slice(b",\"table\":");
     match table {
@@ -149,7 +153,11 @@ fn source(
     str_(out, &pos.file);
     let _ = write!(out, ",\"pos\":{},\"stream\":", pos.pos);
     str_(out, p.stream);
-    let _ = write!(out, ",\"offset\":{},\"index\":{},\"origin\":", p.offset, p.index);
+    let _ = write!(
+        out,
+        ",\"offset\":{},\"index\":{},\"origin\":",
+        p.offset, p.index
+    );
     opt_str(out, &txn.origin);
     if let Some(pk) = pk {
         out.extend_from_slice(b",\"pk\":[");
@@ -331,7 +339,10 @@ mod tests {
     fn truncate_statements() {
         let t = |db, s| truncated_table(&ddl(db, s));
         assert_eq!(t("d", "TRUNCATE TABLE x"), Some(("d".into(), "x".into())));
-        assert_eq!(t("", "truncate `a b`.`c``d`;"), Some(("a b".into(), "c`d".into())));
+        assert_eq!(
+            t("", "truncate `a b`.`c``d`;"),
+            Some(("a b".into(), "c`d".into()))
+        );
         assert_eq!(t("d", "TRUNCATE e.x"), Some(("e".into(), "x".into())));
         assert_eq!(t("", "TRUNCATE x"), None);
         assert_eq!(t("d", "ALTER TABLE x ADD c INT"), None);
@@ -407,9 +418,18 @@ mod tests {
         let s = &j["source"];
         assert_eq!(s["connector"], "drc");
         assert_eq!(s["name"], "a.shop");
-        assert_eq!((s["db"].as_str(), s["table"].as_str()), (Some("shop"), Some("orders")));
-        assert_eq!((s["gtid"].as_str(), s["file"].as_str()), (Some("0-1-7"), Some("binlog.000001")));
-        assert_eq!((s["pos"].as_u64(), s["offset"].as_u64()), (Some(1234), Some(7)));
+        assert_eq!(
+            (s["db"].as_str(), s["table"].as_str()),
+            (Some("shop"), Some("orders"))
+        );
+        assert_eq!(
+            (s["gtid"].as_str(), s["file"].as_str()),
+            (Some("0-1-7"), Some("binlog.000001"))
+        );
+        assert_eq!(
+            (s["pos"].as_u64(), s["offset"].as_u64()),
+            (Some(1234), Some(7))
+        );
         assert_eq!(s["pk"], serde_json::json!(["id"]));
         assert_eq!(s["origin"], serde_json::Value::Null);
         assert_eq!(j["transaction"]["id"], "a.shop:7");

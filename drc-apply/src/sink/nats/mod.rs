@@ -485,10 +485,7 @@ impl NatsSink {
                         (&c.schema, &c.table)
                     }
                     Planned::Truncate(db, t) => (db, t),
-                    Planned::Ddl => (
-                        txn.ddl.as_ref().map_or("", |d| d.database.as_str()),
-                        "",
-                    ),
+                    Planned::Ddl => (txn.ddl.as_ref().map_or("", |d| d.database.as_str()), ""),
                 };
                 let order = per_table.entry((db, table)).or_insert(0);
                 *order += 1;
@@ -619,7 +616,10 @@ fn check_covered(st: &mut State, subject: &str, offset: u64) -> Result<()> {
 }
 
 /// Waits for one ack and checks it is the sequence the sink expected.
-async fn await_ack(st: &mut State, (ack, offset, want_seq): (PublishAckFuture, u64, u64)) -> Result<()> {
+async fn await_ack(
+    st: &mut State,
+    (ack, offset, want_seq): (PublishAckFuture, u64, u64),
+) -> Result<()> {
     let ack = ack
         .await
         .map_err(|e| publish_error(&e, offset, &format!("at offset {offset}")))?;
@@ -627,7 +627,11 @@ async fn await_ack(st: &mut State, (ack, offset, want_seq): (PublishAckFuture, u
         // Stored before (a publish racing a previous run); the sequences the
         // later publishes expect are then off by one, and they fail with a
         // wrong-sequence error that restarts from JetStream's last message.
-        tracing::debug!(offset, sequence = ack.sequence, "nats sink: duplicate dropped by JetStream");
+        tracing::debug!(
+            offset,
+            sequence = ack.sequence,
+            "nats sink: duplicate dropped by JetStream"
+        );
     } else if ack.sequence != want_seq {
         return Err(transient(format!(
             "JetStream stored offset {offset} at sequence {} instead of {want_seq}; another writer? resuming from the stream's last message",

@@ -183,10 +183,9 @@ pub fn check_filter(key: &str, filter: &str) -> Result<()> {
     let bad = filter.is_empty()
         || filter.chars().any(char::is_whitespace)
         || tokens.iter().any(|t| t.is_empty())
-        || tokens
-            .iter()
-            .enumerate()
-            .any(|(i, t)| (*t == ">" && i + 1 != tokens.len()) || (t.len() > 1 && t.contains(['*', '>'])));
+        || tokens.iter().enumerate().any(|(i, t)| {
+            (*t == ">" && i + 1 != tokens.len()) || (t.len() > 1 && t.contains(['*', '>']))
+        });
     if bad {
         return Err(ApplyError::Config(format!(
             "{key}: {filter:?} is not a NATS subject filter (dot-separated tokens, `*` for one token, `>` last)"
@@ -201,7 +200,9 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_stay_one_token() {
-        for name in ["a.shop", "orders", "my table", "100%", "日本", "a*b>c", "_", "x-y_z"] {
+        for name in [
+            "a.shop", "orders", "my table", "100%", "日本", "a*b>c", "_", "x-y_z",
+        ] {
             let t = escape_token(name);
             assert!(!t.contains(['.', '*', '>', ' ']), "{name} -> {t}");
             assert_eq!(unescape_token(&t).as_deref(), Some(name));
@@ -212,8 +213,12 @@ mod tests {
 
     #[test]
     fn templates_render_and_refuse_bad_input() {
-        let t = Template::parse("subject", "drc.{stream}.{db}.{table}", &PLACEHOLDERS).expect("template");
-        assert_eq!(t.render("a.shop", "shop", "order items"), "drc.a%2Eshop.shop.order%20items");
+        let t = Template::parse("subject", "drc.{stream}.{db}.{table}", &PLACEHOLDERS)
+            .expect("template");
+        assert_eq!(
+            t.render("a.shop", "shop", "order items"),
+            "drc.a%2Eshop.shop.order%20items"
+        );
         assert!(Template::parse("subject", "drc..x", &PLACEHOLDERS).is_err());
         assert!(Template::parse("subject", "drc.{nope}", &PLACEHOLDERS).is_err());
         assert!(Template::parse("subject", "drc.x{db}", &PLACEHOLDERS).is_err());
