@@ -98,7 +98,8 @@ pub enum SinkConfig {
     Mysql(drc_apply::sink::mysql::MySqlSinkConfig),
     /// NATS JetStream, at-least-once with stable message ids (checkpoint in
     /// a key-value bucket).
-    Nats(drc_apply::sink::nats::NatsSinkConfig),
+    /// (Boxed: its settings are much larger than the other sinks'.)
+    Nats(Box<drc_apply::sink::nats::NatsSinkConfig>),
 }
 
 impl SinkConfig {
@@ -194,7 +195,7 @@ async fn run_one(entry: ApplyConfig, stop: watch::Receiver<bool>) -> anyhow::Res
             Ok(applier::run(cfg, &mut sink, stop).await?)
         }
         SinkConfig::Nats(n) => {
-            let mut sink = drc_apply::sink::nats::NatsSink::new(n)?;
+            let mut sink = drc_apply::sink::nats::NatsSink::new(*n)?;
             Ok(applier::run(cfg, &mut sink, stop).await?)
         }
     }

@@ -298,7 +298,7 @@ impl NatsSink {
                 return s
                     .info()
                     .await
-                    .map(|i| i.clone())
+                    .cloned()
                     .map_err(|e| transient(format!("read JetStream stream {name}: {e}")))
             }
             Err(e) => {
@@ -345,7 +345,7 @@ impl NatsSink {
         tracing::info!(jetstream_stream = %name, "nats sink: created the JetStream stream");
         s.info()
             .await
-            .map(|i| i.clone())
+            .cloned()
             .map_err(|e| transient(format!("read JetStream stream {name}: {e}")))
     }
 
