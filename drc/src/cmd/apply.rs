@@ -16,7 +16,8 @@
 //!
 //! `sink.kind` picks the sink; the other keys of `sink` are that sink's
 //! settings (for `jsonl`: `path` — a file or `-` for standard output —,
-//! `max_file_bytes`, `checkpoint`). A pipeline that meets a definite error
+//! `max_file_bytes`, `checkpoint`; for `nats`: `url`, `jetstream_stream`,
+//! `subject`, `kv_bucket` and the rest of `NatsSinkConfig`). A pipeline that meets a definite error
 //! stops with it, and the others go on; the command exits non-zero once
 //! every pipeline has ended if any failed.
 
@@ -95,6 +96,10 @@ pub enum SinkConfig {
     Jsonl(JsonlConfig),
     /// A MySQL or MariaDB database, exactly once (checkpoint in `drc.checkpoints`).
     Mysql(drc_apply::sink::mysql::MySqlSinkConfig),
+    /// NATS JetStream, at-least-once with stable message ids (checkpoint in
+    /// a key-value bucket).
+    /// (Boxed: its settings are much larger than the other sinks'.)
+    Nats(Box<drc_apply::sink::nats::NatsSinkConfig>),
 }
 
 impl SinkConfig {
@@ -102,6 +107,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Jsonl(_) => "jsonl",
             SinkConfig::Mysql(_) => "mysql",
+            SinkConfig::Nats(_) => "nats",
         }
     }
 }
@@ -162,6 +168,10 @@ pub fn validate(entries: &[ApplyConfig]) -> anyhow::Result<()> {
                 m.validate()
                     .map_err(|e| anyhow::anyhow!("apply[{i}].sink: {e}"))?;
             }
+            SinkConfig::Nats(n) => {
+                n.validate()
+                    .map_err(|e| anyhow::anyhow!("apply[{i}]: {e}"))?;
+            }
         }
     }
     Ok(())
@@ -182,6 +192,10 @@ async fn run_one(entry: ApplyConfig, stop: watch::Receiver<bool>) -> anyhow::Res
         }
         SinkConfig::Mysql(m) => {
             let mut sink = drc_apply::sink::mysql::MySqlSink::connect(m).await?;
+            Ok(applier::run(cfg, &mut sink, stop).await?)
+        }
+        SinkConfig::Nats(n) => {
+            let mut sink = drc_apply::sink::nats::NatsSink::new(*n)?;
             Ok(applier::run(cfg, &mut sink, stop).await?)
         }
     }
