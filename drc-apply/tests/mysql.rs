@@ -10,12 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_same, batches, capture_all, config, start};
+use common::{
+    assert_same, batch, batches, capture_all, config, ddl_txn, del, ins, rows_of, start, txn, upd,
+};
 use drc_apply::sink::mysql::{ConflictPolicy, MySqlSink};
 use drc_apply::{ApplyError, Batch, Sink};
 use drc_proto::v1 as pb;
 use drc_tests::{skip, MariaDb, MariaDbOptions};
-use pb::value::Kind;
 
 fn checkpoint_row(db: &MariaDb, stream: &str) -> String {
     db.sql(&format!(
@@ -173,102 +174,6 @@ async fn replicates_a_captured_workload_exactly_once() {
         .expect("one big batch");
     assert_same(&src, &dst2);
     assert_eq!(sink2.checkpoint(stream).await.expect("cp").offset, n);
-}
-
-// ---- hand-built transactions ----
-
-fn col(name: &str) -> pb::Column {
-    pb::Column {
-        name: name.into(),
-        sql_type: "int(11)".into(),
-        nullable: true,
-        charset: String::new(),
-    }
-}
-
-fn int(i: i64) -> pb::Value {
-    pb::Value {
-        kind: Some(Kind::Int(i)),
-    }
-}
-
-fn text(s: &str) -> pb::Value {
-    pb::Value {
-        kind: Some(Kind::Text(s.into())),
-    }
-}
-
-fn row(values: Vec<pb::Value>) -> Option<pb::Row> {
-    Some(pb::Row { values })
-}
-
-/// A change of table `d.t (id INT PRIMARY KEY, v VARCHAR)`.
-fn change(
-    op: pb::Op,
-    table: &str,
-    before: Option<(i64, &str)>,
-    after: Option<(i64, &str)>,
-) -> pb::RowChange {
-    pb::RowChange {
-        op: op as i32,
-        schema: "d".into(),
-        table: table.into(),
-        columns: vec![col("id"), col("v")],
-        primary_key: vec![0],
-        before: before.and_then(|(i, v)| row(vec![int(i), text(v)])),
-        after: after.and_then(|(i, v)| row(vec![int(i), text(v)])),
-    }
-}
-
-fn ins(table: &str, id: i64, v: &str) -> pb::RowChange {
-    change(pb::Op::Insert, table, None, Some((id, v)))
-}
-
-fn upd(table: &str, id: i64, old: &str, new: &str) -> pb::RowChange {
-    change(pb::Op::Update, table, Some((id, old)), Some((id, new)))
-}
-
-fn del(table: &str, id: i64, old: &str) -> pb::RowChange {
-    change(pb::Op::Delete, table, Some((id, old)), None)
-}
-
-fn txn(seq: u64, changes: Vec<pb::RowChange>) -> pb::Transaction {
-    pb::Transaction {
-        position: Some(pb::SourcePosition {
-            gtid: format!("0-1-{seq}"),
-            file: "binlog.000001".into(),
-            pos: 100 + seq,
-            gtid_set: format!("0-1-{seq}"),
-        }),
-        changes,
-        ..Default::default()
-    }
-}
-
-fn ddl_txn(seq: u64, db: &str, statement: &str) -> pb::Transaction {
-    pb::Transaction {
-        ddl: Some(pb::Ddl {
-            statement: statement.into(),
-            database: db.into(),
-        }),
-        ..txn(seq, Vec::new())
-    }
-}
-
-fn batch(stream: &str, first: u64, txns: Vec<pb::Transaction>) -> Batch {
-    let offsets: Vec<u64> = (first..first + txns.len() as u64).collect();
-    Batch {
-        stream: stream.into(),
-        last_offset: first + txns.len() as u64 - 1,
-        offsets,
-        transactions: txns,
-    }
-}
-
-fn rows_of(db: &MariaDb, table: &str) -> String {
-    db.sql(&format!("SELECT id, v FROM d.{table} ORDER BY id"))
-        .expect("rows")
-        .replace('\n', " | ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use drc_apply::Batch;
 use drc_capture::capture::{self, CaptureOptions, StartAt};
 use drc_proto::v1 as pb;
 use drc_tests::{MariaDb, MariaDbOptions};
+use pb::value::Kind;
 
 pub fn start() -> Option<MariaDb> {
     if !MariaDb::available() {
@@ -140,4 +141,100 @@ pub fn assert_same(src: &MariaDb, dst: &MariaDb) {
     for (table, want) in &a {
         assert_eq!(Some(want), b.get(table), "table {table} differs");
     }
+}
+
+// ---- hand-built transactions ----
+
+pub fn col(name: &str) -> pb::Column {
+    pb::Column {
+        name: name.into(),
+        sql_type: "int(11)".into(),
+        nullable: true,
+        charset: String::new(),
+    }
+}
+
+pub fn int(i: i64) -> pb::Value {
+    pb::Value {
+        kind: Some(Kind::Int(i)),
+    }
+}
+
+pub fn text(s: &str) -> pb::Value {
+    pb::Value {
+        kind: Some(Kind::Text(s.into())),
+    }
+}
+
+pub fn row(values: Vec<pb::Value>) -> Option<pb::Row> {
+    Some(pb::Row { values })
+}
+
+/// A change of table `d.t (id INT PRIMARY KEY, v VARCHAR)`.
+pub fn change(
+    op: pb::Op,
+    table: &str,
+    before: Option<(i64, &str)>,
+    after: Option<(i64, &str)>,
+) -> pb::RowChange {
+    pb::RowChange {
+        op: op as i32,
+        schema: "d".into(),
+        table: table.into(),
+        columns: vec![col("id"), col("v")],
+        primary_key: vec![0],
+        before: before.and_then(|(i, v)| row(vec![int(i), text(v)])),
+        after: after.and_then(|(i, v)| row(vec![int(i), text(v)])),
+    }
+}
+
+pub fn ins(table: &str, id: i64, v: &str) -> pb::RowChange {
+    change(pb::Op::Insert, table, None, Some((id, v)))
+}
+
+pub fn upd(table: &str, id: i64, old: &str, new: &str) -> pb::RowChange {
+    change(pb::Op::Update, table, Some((id, old)), Some((id, new)))
+}
+
+pub fn del(table: &str, id: i64, old: &str) -> pb::RowChange {
+    change(pb::Op::Delete, table, Some((id, old)), None)
+}
+
+pub fn txn(seq: u64, changes: Vec<pb::RowChange>) -> pb::Transaction {
+    pb::Transaction {
+        position: Some(pb::SourcePosition {
+            gtid: format!("0-1-{seq}"),
+            file: "binlog.000001".into(),
+            pos: 100 + seq,
+            gtid_set: format!("0-1-{seq}"),
+        }),
+        changes,
+        ..Default::default()
+    }
+}
+
+pub fn ddl_txn(seq: u64, db: &str, statement: &str) -> pb::Transaction {
+    pb::Transaction {
+        ddl: Some(pb::Ddl {
+            statement: statement.into(),
+            database: db.into(),
+        }),
+        ..txn(seq, Vec::new())
+    }
+}
+
+pub fn batch(stream: &str, first: u64, txns: Vec<pb::Transaction>) -> Batch {
+    let offsets: Vec<u64> = (first..first + txns.len() as u64).collect();
+    Batch {
+        stream: stream.into(),
+        last_offset: first + txns.len() as u64 - 1,
+        offsets,
+        transactions: txns,
+    }
+}
+
+pub fn rows_of(db: &MariaDb, table: &str) -> String {
+    db.sql(&format!("SELECT id, v FROM d.{table} ORDER BY id"))
+        .expect("rows")
+        .replace('\n', " | ")
 }

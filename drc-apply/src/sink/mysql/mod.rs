@@ -805,10 +805,41 @@ fn row_error(e: mysql_async::Error, ctx: Ctx<'_>, what: &str, table: &str) -> Ap
         };
     }
     let detail = match &e {
-        mysql_async::Error::Server(s) => format!("server error {} ({})", s.code, s.state),
+        mysql_async::Error::Server(s) => {
+            let hint = row_error_hint(s.code)
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
+            format!("server error {} ({}){hint}", s.code, s.state)
+        }
         other => other.to_string(),
     };
     write::definite(ctx, format!("{what} {table}: {detail}"))
+}
+
+/// What a row error means for the operator, for the errors a target that
+/// does not match its source gives.
+fn row_error_hint(code: u16) -> Option<&'static str> {
+    Some(match code {
+        1142 | 1143 | 1044 | 1045 => {
+            "the sink's user lacks a privilege on this table; grant it INSERT, UPDATE, DELETE (and \
+             SELECT) on the replicated tables"
+        }
+        1146 => {
+            "the table does not exist on the target; create it (as on the source) or replicate \
+             from a position before its CREATE TABLE"
+        }
+        1054 => {
+            "the target table has no column of this name; make its columns match the source's"
+        }
+        1136 => "the target table has other columns than the source's; make them match",
+        1048 | 1364 => "the target refuses a NULL or missing value: make its column definitions match the source's",
+        1264 | 1265 | 1366 | 1406 => {
+            "the target column cannot hold the source's value (type, length or charset differ); make it match the source's"
+        }
+        1452 | 1451 => "a foreign key of the target refuses the row; the target's rows do not match the source's",
+        4025 | 3819 => "a CHECK constraint of the target refuses the value; make it match the source's",
+        _ => return None,
+    })
 }
 
 /// The first line of `s`, cut to 200 characters.

@@ -207,7 +207,13 @@ async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
         if *turn.borrow() != k {
             // Ahead of its turn: optimistic.
             begin(conn).await?;
-            match sh.writer.apply_fast(conn, sh.stream, g.txns).await? {
+            let outcome = match sh.writer.apply_fast(conn, sh.stream, g.txns).await {
+                // A change the target refuses is judged at the group's turn,
+                // so the error names the first offset that fails.
+                Err(e) if !e.is_transient() => Fast::Surprise(e.to_string()),
+                other => other?,
+            };
+            match outcome {
                 Fast::Applied => done = true,
                 Fast::Surprise(why) => {
                     tracing::debug!(stream = %sh.stream, group = k, reason = %why, "mysql sink: group surprised; again at its turn");
