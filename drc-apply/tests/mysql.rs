@@ -15,7 +15,6 @@ use common::{
 };
 use drc_apply::sink::mysql::{ConflictPolicy, MySqlSink};
 use drc_apply::{ApplyError, Batch, Sink};
-use drc_proto::v1 as pb;
 use drc_tests::{skip, MariaDb, MariaDbOptions};
 
 fn checkpoint_row(db: &MariaDb, stream: &str) -> String {
