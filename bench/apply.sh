@@ -98,6 +98,11 @@ sql_at() {
     MARIADB_PORT="$port" bench_sql "$1"
 }
 
+# CPU seconds (user + system) a process has used so far.
+proc_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 shutdown_at() {
     local port="$1" pid="$2"
     MARIADB_PORT="$port" bench_mysql -e 'SHUTDOWN' || true
@@ -130,6 +135,10 @@ bench_log "datadir copied for the DRC target and the native replica"
 
 bench_mariadbd_run "$TMP/src" "${SOURCE_ARGS[@]}"
 SRC_PORT="$MARIADB_PORT"
+SRC_PID="$MARIADB_PID"
+SB=(sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1
+    --mysql-port="$SRC_PORT" --mysql-user=root --mysql-password=
+    --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE")
 
 # --- the backlog --------------------------------------------------------------
 
@@ -152,6 +161,7 @@ bench_mariadbd_run "$TMP/native" --server-id=3 --log-bin="$TMP/native/data/repli
     --log-slave-updates --binlog-format=ROW --relay-log="$TMP/native/data/relay-bin" \
     --skip-slave-start "${COMMON[@]}"
 NATIVE_PORT="$MARIADB_PORT"
+NATIVE_PID="$MARIADB_PID"
 sql_at "$NATIVE_PORT" "SET GLOBAL slave_parallel_threads = $NATIVE_THREADS;
     SET GLOBAL slave_parallel_mode = 'optimistic';
     CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $SRC_PORT, MASTER_USER = 'root',
@@ -172,8 +182,12 @@ native_apply() {
 }
 
 bench_log "native: slave_parallel_threads=$NATIVE_THREADS, optimistic"
+c_src0="$(proc_cpu "$SRC_PID")"
+c_dst0="$(proc_cpu "$NATIVE_PID")"
 BENCH_REPEAT_UNDER=0 bench_timed native native_apply
 NATIVE_S="$BENCH_SECS"
+NATIVE_CPU="replica mariadbd $(awk -v a="$c_dst0" -v b="$(proc_cpu "$NATIVE_PID")" 'BEGIN { printf "%.1f", b - a }')s, source mariadbd $(awk -v a="$c_src0" -v b="$(proc_cpu "$SRC_PID")" 'BEGIN { printf "%.1f", b - a }')s"
+bench_log "native cpu: $NATIVE_CPU"
 sql_at "$NATIVE_PORT" 'STOP SLAVE'
 
 # --- drc: capture -> relay -> apply -------------------------------------------------
@@ -181,6 +195,7 @@ sql_at "$NATIVE_PORT" 'STOP SLAVE'
 bench_mariadbd_run "$TMP/drc-target" --server-id=2 --log-bin="$TMP/drc-target/data/target-bin" \
     --binlog-format=ROW "${COMMON[@]}"
 DST_PORT="$MARIADB_PORT"
+DST_PID="$MARIADB_PID"
 RELAY_PORT="$(bench_free_port)"
 cat >"$TMP/region.toml" <<EOF
 region = "a"
@@ -226,8 +241,12 @@ drc_apply() {
 }
 
 bench_log "drc: parallel=$DRC_PARALLEL, group_rows=$DRC_GROUP_ROWS"
+c_src0="$(proc_cpu "$SRC_PID")"
+c_dst0="$(proc_cpu "$DST_PID")"
 BENCH_REPEAT_UNDER=0 bench_timed drc drc_apply
 DRC_S="$BENCH_SECS"
+DRC_CPU="drc ${BENCH_CPU}s, target mariadbd $(awk -v a="$c_dst0" -v b="$(proc_cpu "$DST_PID")" 'BEGIN { printf "%.1f", b - a }')s, source mariadbd $(awk -v a="$c_src0" -v b="$(proc_cpu "$SRC_PID")" 'BEGIN { printf "%.1f", b - a }')s"
+bench_log "drc cpu: $DRC_CPU"
 
 # --- same rows everywhere ---------------------------------------------------------
 
@@ -254,5 +273,6 @@ MET="$(awk -v r="$RATIO" -v t="$TARGET" 'BEGIN { print (r >= t ? "met" : "NOT me
 printf '\n%s, %s transactions (%s MB of binlog), %s\n' "$(date +%F)" "$TXNS" "$BINLOG_MB" "$(bench_machine)"
 printf '%-8s %10s %14s\n' applier seconds txn_per_s
 printf '%-8s %10s %14s\n' native "$NATIVE_S" "$NATIVE_RATE" drc "$DRC_S" "$DRC_RATE"
+printf 'cpu: native: %s; drc: %s\n' "$NATIVE_CPU" "$DRC_CPU"
 printf 'target: drc >= %sx native: %s (%sx)\n' "$TARGET" "$MET" "$RATIO"
 printf 'apply: drc_txn_per_s=%s native_txn_per_s=%s ratio=%s\n' "$DRC_RATE" "$NATIVE_RATE" "$RATIO"

@@ -8,8 +8,8 @@
 //! subscriber = "apply-jsonl"          # the name the relay knows it by (retention, status)
 //! relay = { url = "http://127.0.0.1:7400", insecure_plaintext = true }
 //! include = ["shop.*"]                # optional; also exclude, exclude_origins
-//! max_batch_rows = 5000               # optional bounds of one sink batch
-//! max_batch_bytes = 8388608
+//! max_batch_rows = 20000              # optional bounds of one sink batch
+//! max_batch_bytes = 33554432
 //! max_batch_delay_ms = 200
 //! sink = { kind = "jsonl", path = "/var/lib/drc/out/a.shop.jsonl", max_file_bytes = 268435456 }
 //! ```

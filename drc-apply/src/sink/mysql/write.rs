@@ -221,7 +221,24 @@ impl<'a> Writer<'a> {
         let generated = self.generated(c);
         let before = image(ctx, c, c.before.as_ref(), "before")?;
         let after = image(ctx, c, c.after.as_ref(), "after")?;
-        let set: Vec<ColVal<'_>> = written_columns(ctx, c, after, generated)?
+        let written = written_columns(ctx, c, after, generated)?;
+        // When the row is found by its before image, the columns the change
+        // leaves as they were, and that the match compared, are the target's
+        // already: set only the others (far less for the server to parse and
+        // write).
+        let changed: Vec<usize> = if with_image {
+            written
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    before.values.get(i) != after.values.get(i)
+                        || !sql::comparable(value_kind(before, i))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let set: Vec<ColVal<'_>> = if changed.is_empty() { written } else { changed }
             .into_iter()
             .map(|i| ColVal {
                 name: &c.columns[i].name,
