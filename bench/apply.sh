@@ -45,6 +45,7 @@
 #   BENCH_DRC_PARALLEL=4        the MySQL sink's `parallel`
 #   BENCH_DRC_GROUP_ROWS=500    the MySQL sink's `group_rows`
 #   BENCH_TIMEOUT=900           seconds before an apply is given up
+#   BENCH_DRC_LOG=info          DRC_LOG of `drc run` (its log is logs/drc-run.log)
 #   BENCH_KEEP=0                1 keeps the temp dir (and prints where it is)
 #   BENCH_DRC_BIN=              a drc binary to use instead of building one
 #
@@ -215,11 +216,11 @@ relay = { url = "http://127.0.0.1:$RELAY_PORT", insecure_plaintext = true }
 stream = "a.bench"
 subscriber = "apply-b"
 relay = { url = "http://127.0.0.1:$RELAY_PORT", insecure_plaintext = true }
-sink = { kind = "mysql", url = "mysql://root@127.0.0.1:$DST_PORT", parallel = $DRC_PARALLEL, group_rows = $DRC_GROUP_ROWS }
+sink = { kind = "mysql", url = "mysql://root@127.0.0.1:$DST_PORT", parallel = $DRC_PARALLEL, group_rows = $DRC_GROUP_ROWS, check_before_image = ${BENCH_DRC_CHECK_IMAGE:-true} }
 EOF
 
 drc_apply() {
-    DRC_LOG=info "$DRC" run --config "$TMP/region.toml" >"$BENCH_LOGS/drc-run.log" 2>&1 &
+    DRC_LOG="${BENCH_DRC_LOG:-info}" "$DRC" run --config "$TMP/region.toml" >"$BENCH_LOGS/drc-run.log" 2>&1 &
     local pid=$! deadline=$((SECONDS + TIMEOUT)) at
     while :; do
         at="$(sql_at "$DST_PORT" "SELECT \`offset\` FROM drc.checkpoints WHERE stream = 'a.bench'" 2>/dev/null || true)"

@@ -398,7 +398,7 @@ fn wait_for_blocked_batch(dst: &MariaDb) -> u64 {
 /// exactly the transactions it covers: a prefix of whole groups, never a
 /// part of one and never a row past the checkpoint.
 fn committed_prefix(dst: &MariaDb, stream: &str, n: u64) -> u64 {
-    let cp: u64 = dst
+    let mut cp: u64 = dst
         .sql(&format!(
             "SELECT `offset` FROM drc.checkpoints WHERE stream = '{stream}'"
         ))
@@ -406,6 +406,25 @@ fn committed_prefix(dst: &MariaDb, stream: &str, n: u64) -> u64 {
         .trim()
         .parse()
         .unwrap_or(0);
+    // Groups committed since the checkpoint row was last settled.
+    let applied = dst
+        .sql(&format!(
+            "SELECT from_offset, to_offset FROM drc.applied WHERE stream = '{stream}' ORDER BY 1"
+        ))
+        .expect("applied groups");
+    for line in applied.lines().filter(|l| !l.is_empty()) {
+        let (from, to) = line.split_once('\t').expect("from\tto");
+        let (from, to): (u64, u64) = (from.parse().expect("from"), to.parse().expect("to"));
+        if to <= cp {
+            continue;
+        }
+        assert_eq!(
+            from,
+            cp + 1,
+            "no group committed past a gap here: {applied}"
+        );
+        cp = to;
+    }
     let rows = dst
         .sql("SELECT COUNT(*), IFNULL(MAX(id), 0), (SELECT v FROM d.t WHERE id = 0) FROM d.t WHERE id > 0")
         .expect("count");
@@ -496,4 +515,44 @@ async fn a_lost_connection_or_a_killed_server_leaves_whole_groups_and_their_chec
     dst.kill9().expect("kill -9 again");
     dst.restart().expect("restart again");
     assert_eq!(committed_prefix(&dst, "k", n), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_committed_past_a_gap_are_skipped_and_settled() {
+    let Some(dst) = start() else {
+        skip!("mariadbd is not installed");
+    };
+    dst.exec("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .expect("table");
+    let mut sink = MySqlSink::connect(config(&dst, ConflictPolicy::Fail))
+        .await
+        .expect("connect");
+    // As a stop leaves it: offsets 3..=4 (a group that committed before the
+    // group of 1..=2 could), with their rows and their drc.applied row.
+    dst.exec(
+        "INSERT INTO d.t VALUES (3, 'v'), (4, 'v');
+         INSERT INTO drc.applied (stream, from_offset, to_offset, origin) VALUES ('g', 3, 4, 'region-a')",
+    )
+    .await
+    .expect("state after a stop");
+    assert_eq!(sink.checkpoint("g").await.expect("cp").offset, 0);
+    let txns = (1..=6)
+        .map(|i| txn(i, vec![ins("t", i as i64, "v")]))
+        .collect();
+    sink.apply(&batch("g", 1, txns))
+        .await
+        .expect("apply around the committed group");
+    assert_eq!(
+        rows_of(&dst, "t"),
+        "1\tv | 2\tv | 3\tv | 4\tv | 5\tv | 6\tv"
+    );
+    assert_eq!(sink.checkpoint("g").await.expect("cp").offset, 6);
+    assert_eq!(checkpoint_row(&dst, "g"), "6\t0-1-6\tregion-a");
+    assert_eq!(
+        dst.sql("SELECT COUNT(*) FROM drc.applied")
+            .expect("applied"),
+        "0",
+        "settled"
+    );
 }

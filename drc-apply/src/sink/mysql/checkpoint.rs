@@ -1,10 +1,20 @@
 //! The sink's own tables in the target, schema `drc`:
 //!
-//! - `drc.checkpoints`: one row per stream, written in the same target
-//!   transaction as the data it covers. Its `origin` column names where the
-//!   applied changes came from: the target's own capture sees this row inside
-//!   each applied transaction and marks the transaction with that origin, so
-//!   it is never sent back (see the design's "Active-active").
+//! - `drc.applied`: one row per group (target transaction) of the stream,
+//!   inserted in the same target transaction as the data it covers: the
+//!   range of offsets `[from_offset, to_offset]` the group covers, the source
+//!   position of its last transaction and the `origin`. The target's own
+//!   capture sees this row inside each applied transaction and marks the
+//!   transaction with that origin, so it is never sent back (see the design's
+//!   "Active-active"). Groups commit in any order (see `parallel.rs`), each
+//!   with its own row, so no two groups wait on one row lock.
+//! - `drc.checkpoints`: one row per stream, the settled checkpoint: every
+//!   offset up to it is applied. Once a run of groups has committed, the sink
+//!   moves this row to the end of the run and deletes the run's
+//!   `drc.applied` rows, in one transaction. The stream's checkpoint is this
+//!   row extended by the `drc.applied` ranges that follow it without a gap
+//!   ([`read_state`]); ranges past a gap (groups that committed before an
+//!   earlier one when the applier stopped) are applied already and skipped.
 //! - `drc.conflicts`: one row per conflict (see [`super::conflict`]).
 //!
 //! Row changes of the `drc` schema that arrive in a stream are never applied:
@@ -20,7 +30,7 @@ use crate::sink::Checkpoint;
 pub const SCHEMA: &str = "drc";
 
 /// Statements that create the sink's schema and tables if they are missing.
-pub const CREATE_STATEMENTS: [&str; 3] = [
+pub const CREATE_STATEMENTS: [&str; 4] = [
     "CREATE DATABASE IF NOT EXISTS drc DEFAULT CHARACTER SET utf8mb4",
     "CREATE TABLE IF NOT EXISTS drc.checkpoints (
         stream VARCHAR(200) NOT NULL PRIMARY KEY,
@@ -31,6 +41,17 @@ pub const CREATE_STATEMENTS: [&str; 3] = [
         pos BIGINT UNSIGNED NULL,
         origin VARCHAR(200) NULL,
         updated_at TIMESTAMP(6) NULL DEFAULT NULL
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS drc.applied (
+        stream VARCHAR(200) NOT NULL,
+        from_offset BIGINT UNSIGNED NOT NULL,
+        to_offset BIGINT UNSIGNED NOT NULL,
+        gtid TEXT NULL,
+        gtid_set TEXT NULL,
+        file VARCHAR(255) NULL,
+        pos BIGINT UNSIGNED NULL,
+        origin VARCHAR(200) NULL,
+        PRIMARY KEY (stream, from_offset)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     "CREATE TABLE IF NOT EXISTS drc.conflicts (
         id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -141,4 +162,132 @@ pub async fn write(
             .await
         }
     }
+}
+
+/// A stream's state in the target: the checkpoint (settled row extended by
+/// the contiguous `drc.applied` ranges), and the ranges applied past a gap.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub checkpoint: Checkpoint,
+    /// The offset `drc.checkpoints` itself holds.
+    pub settled: u64,
+    /// Whether `drc.applied` holds rows of the stream (a settle is due).
+    pub unsettled: bool,
+    /// Ranges `[from, to]` applied past the checkpoint, in order.
+    pub ahead: Vec<(u64, u64)>,
+}
+
+impl State {
+    /// Whether `offset` is applied already.
+    pub fn covers(&self, offset: u64) -> bool {
+        offset <= self.checkpoint.offset
+            || self.ahead.iter().any(|&(a, b)| a <= offset && offset <= b)
+    }
+}
+
+type AppliedRow = (
+    u64,
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+);
+
+fn position_of(
+    gtid: Option<String>,
+    gtid_set: Option<String>,
+    file: Option<String>,
+    pos: Option<u64>,
+) -> Option<pb::SourcePosition> {
+    (gtid.is_some() || file.is_some()).then(|| pb::SourcePosition {
+        gtid: gtid.unwrap_or_default(),
+        file: file.unwrap_or_default(),
+        pos: pos.unwrap_or_default(),
+        gtid_set: gtid_set.unwrap_or_default(),
+    })
+}
+
+/// Reads the state of `stream` (no locks).
+pub async fn read_state(conn: &mut Conn, stream: &str) -> mysql_async::Result<State> {
+    let settled = read(conn, stream, false).await?;
+    let rows: Vec<AppliedRow> = conn
+        .exec(
+            "SELECT from_offset, to_offset, gtid, gtid_set, file, pos FROM drc.applied
+             WHERE stream = ? ORDER BY from_offset",
+            (stream,),
+        )
+        .await?;
+    let mut state = State {
+        unsettled: !rows.is_empty(),
+        settled: settled.offset,
+        checkpoint: settled,
+        ahead: Vec::new(),
+    };
+    for (from, to, gtid, gtid_set, file, pos) in rows {
+        if to <= state.checkpoint.offset {
+            continue;
+        }
+        if from <= state.checkpoint.offset + 1 && state.ahead.is_empty() {
+            state.checkpoint.offset = to;
+            if let Some(p) = position_of(gtid, gtid_set, file, pos) {
+                state.checkpoint.position = Some(p);
+            }
+        } else {
+            state.ahead.push((from, to));
+        }
+    }
+    // Ranges that now touch the checkpoint (after an earlier gap closed)
+    // cannot exist: a gap is only closed by a group whose row is read above.
+    Ok(state)
+}
+
+/// Records a group `[from, to]` of `stream` in the caller's transaction.
+pub async fn record_group(
+    conn: &mut Conn,
+    stream: &str,
+    from: u64,
+    to: u64,
+    position: Option<&pb::SourcePosition>,
+    origin: &str,
+) -> mysql_async::Result<()> {
+    let empty_none = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let (gtid, gtid_set, file, pos) = match position {
+        Some(p) => (
+            empty_none(&p.gtid),
+            empty_none(&p.gtid_set),
+            empty_none(&p.file),
+            (!p.file.is_empty()).then_some(p.pos),
+        ),
+        None => (None, None, None, None),
+    };
+    conn.exec_drop(
+        "INSERT INTO drc.applied (stream, from_offset, to_offset, gtid, gtid_set, file, pos, origin)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (stream, from, to, gtid, gtid_set, file, pos, origin),
+    )
+    .await
+}
+
+/// Moves the settled checkpoint of `stream` to `checkpoint` and deletes the
+/// `drc.applied` rows it covers, in the caller's transaction.
+pub async fn settle(
+    conn: &mut Conn,
+    stream: &str,
+    checkpoint: &Checkpoint,
+    origin: &str,
+) -> mysql_async::Result<()> {
+    write(
+        conn,
+        stream,
+        checkpoint.offset,
+        checkpoint.position.as_ref(),
+        origin,
+    )
+    .await?;
+    conn.exec_drop(
+        "DELETE FROM drc.applied WHERE stream = ? AND to_offset <= ?",
+        (stream, checkpoint.offset),
+    )
+    .await
 }

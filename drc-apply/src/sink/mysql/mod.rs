@@ -6,17 +6,20 @@
 //! A batch from the applier is cut at each DDL into runs of source
 //! transactions. Each run is cut into **groups** (whole source transactions,
 //! up to `group_rows` row changes each); a group is one target transaction
-//! that also writes the stream's row of `drc.checkpoints` (offset, source
-//! position, origin). With `parallel` > 1, groups that touch disjoint keys
-//! run at once on that many connections and commit in stream order; see
-//! [`parallel`] for the scheme (dependency keys from primary keys, unique
-//! keys and foreign keys; in-order commit; compare-and-set checkpoint; a
-//! fall-back to one connection when the keys were not enough). A crash or a
-//! lost connection at any moment leaves a prefix of the groups committed,
-//! each with its checkpoint, and nothing of the others; a batch delivered
-//! again skips what the stored checkpoint covers. Committed means durable
-//! as far as the target's settings make commits durable
-//! (`innodb_flush_log_at_trx_commit=1`).
+//! that also inserts its row into `drc.applied`: the offsets it covers, the
+//! source position, the origin. With `parallel` > 1, groups that touch
+//! disjoint keys run at once on that many connections and commit together;
+//! see [`parallel`] for the scheme (dependency keys from primary keys,
+//! unique keys and foreign keys; ordered readiness; a group surprised by an
+//! order the keys missed runs again serially). When a run has committed,
+//! `drc.checkpoints` moves to its end and its `drc.applied` rows go (see
+//! [`checkpoint`]). A crash or a lost connection at any moment leaves whole
+//! groups, each with its row, and nothing of the others; a batch delivered
+//! again skips every offset the rows cover. Committed means durable as far
+//! as the target's settings make commits durable
+//! (`innodb_flush_log_at_trx_commit=1`). The control connection holds the
+//! named lock `drc.apply.<stream>` (`GET_LOCK`) while it writes a stream, so
+//! two appliers of one stream never write to one target at once.
 //!
 //! # DDL
 //!
@@ -64,8 +67,8 @@
 //! # The target's own binlog
 //!
 //! Applied rows go to the target's binlog (the session's `sql_log_bin` is
-//! left on, which needs no privilege), with the checkpoint row in the same
-//! transaction: that row names the origin, so the target's capture can tell
+//! left on, which needs no privilege), with the group's `drc.applied` row in
+//! the same transaction: that row names the origin, so the target's capture can tell
 //! applied transactions from local ones (the design's "Active-active"). DDL
 //! is not marked that way, as its checkpoint commits separately.
 //!
@@ -92,7 +95,7 @@ pub mod parallel;
 pub mod sql;
 pub mod write;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use drc_proto::v1 as pb;
 use mysql_async::prelude::Queryable;
@@ -128,6 +131,9 @@ const SESSION_SETUP: [&str; 4] = [
     "SET @drc_apply = 1",
 ];
 
+/// How long the sink waits for another session's lock of its stream.
+const STREAM_LOCK_WAIT_S: u32 = 10;
+
 /// `ER_BAD_DB_ERROR`: unknown database.
 const ER_BAD_DB_ERROR: u16 = 1049;
 
@@ -161,6 +167,35 @@ pub struct MySqlSink {
     max_statement_bytes: usize,
     meta: MetaCache,
     stats: MySqlSinkStats,
+    /// Streams whose named lock the control connection holds.
+    locked: HashSet<String>,
+}
+
+/// What `drc.checkpoints` holds for a stream, as far as this call knows.
+#[derive(Debug, Clone)]
+struct Settled {
+    offset: u64,
+    /// Whether `drc.applied` may hold rows of the stream.
+    unsettled: bool,
+    position: Option<pb::SourcePosition>,
+}
+
+/// The transaction's DDL, if it is one.
+fn ddl_of(txn: &pb::Transaction) -> Option<&pb::Ddl> {
+    txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty())
+}
+
+/// The name of a stream's lock on the target (at most 64 characters, the
+/// servers' limit).
+fn lock_name(stream: &str) -> String {
+    let name = format!("drc.apply.{stream}");
+    if name.len() <= 64 {
+        return name;
+    }
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    stream.hash(&mut h);
+    format!("drc.apply.{:016x}", h.finish())
 }
 
 /// What a sink has done since it connected.
@@ -209,6 +244,7 @@ impl MySqlSink {
             max_statement_bytes: MAX_STATEMENT_BYTES,
             meta: MetaCache::default(),
             stats: MySqlSinkStats::default(),
+            locked: HashSet::new(),
         };
         let mut conn = sink.open().await?;
         checkpoint::ensure_schema(&mut conn)
@@ -288,7 +324,11 @@ impl MySqlSink {
     async fn take_conn(&mut self) -> Result<Conn> {
         match self.conn.take() {
             Some(conn) => Ok(conn),
-            None => self.open().await,
+            None => {
+                // A new connection holds no lock yet.
+                self.locked.clear();
+                self.open().await
+            }
         }
     }
 
@@ -331,90 +371,178 @@ impl MySqlSink {
             });
         }
         let stream = batch.stream.as_str();
-        let mut stored = read_checkpoint(conn, stream).await?;
-        if batch.last_offset <= stored {
-            return Ok(());
-        }
-        let pending: Vec<(u64, &pb::Transaction)> = batch
+        self.lock_stream(conn, stream).await?;
+        let state = checkpoint::read_state(conn, stream)
+            .await
+            .map_err(|e| classify(e, None, "read drc.checkpoints"))?;
+        let all: Vec<(u64, &pb::Transaction)> = batch
             .offsets
             .iter()
             .copied()
             .zip(&batch.transactions)
-            .filter(|(o, _)| *o > stored)
             .collect();
+        let mut settled = Settled {
+            offset: state.settled,
+            unsettled: state.unsettled,
+            position: state.checkpoint.position.clone(),
+        };
+        let mut cp = state.checkpoint.offset;
+        if batch.last_offset <= cp {
+            return self.settle(conn, stream, cp, &all, &mut settled).await;
+        }
+        let pending: Vec<(u64, &pb::Transaction)> = all
+            .iter()
+            .copied()
+            .filter(|(o, _)| !state.covers(*o))
+            .collect();
+        // Ranges committed past a gap before a stop: skipped, and no group
+        // may cover them again.
+        let mut ahead = state.ahead.clone();
         // Whether a transaction of this batch has been applied: a DDL before
         // any may be the replay of one applied just before a crash.
         let mut applied_any = false;
         let mut i = 0;
-        while i < pending.len() {
+        loop {
+            while let Some(&(a, b)) = ahead.first() {
+                if a > cp + 1 {
+                    break;
+                }
+                cp = cp.max(b);
+                ahead.remove(0);
+            }
+            let limit = ahead.first().map(|&(a, _)| a);
+            if i >= pending.len() {
+                // Only offsets filtered out upstream (or applied) remain.
+                let end = limit.map_or(batch.last_offset, |a| a - 1);
+                if end > cp {
+                    self.apply_run(conn, stream, &[], cp, end).await?;
+                    cp = end;
+                }
+                if ahead.is_empty() {
+                    break;
+                }
+                continue;
+            }
             let (offset, txn) = pending[i];
-            if let Some(ddl) = txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty()) {
-                let checkpoint = if i + 1 == pending.len() {
+            if let Some(ddl) = ddl_of(txn) {
+                self.settle(conn, stream, cp, &all, &mut settled).await?;
+                let checkpoint = if i + 1 == pending.len() && ahead.is_empty() {
                     batch.last_offset
                 } else {
                     offset
                 };
-                self.apply_ddl(
-                    conn,
-                    stream,
-                    offset,
-                    txn,
-                    ddl,
-                    stored,
-                    checkpoint,
-                    !applied_any,
-                )
-                .await?;
-                stored = checkpoint;
+                self.apply_ddl(conn, stream, offset, txn, ddl, cp, checkpoint, !applied_any)
+                    .await?;
+                settled = Settled {
+                    offset: checkpoint,
+                    unsettled: false,
+                    position: txn.position.clone(),
+                };
+                cp = checkpoint;
                 applied_any = true;
                 i += 1;
                 continue;
             }
-            let end = pending[i..]
-                .iter()
-                .position(|(_, t)| {
-                    t.ddl
-                        .as_ref()
-                        .is_some_and(|d| !d.statement.trim().is_empty())
-                })
-                .map_or(pending.len(), |n| i + n);
-            let last_checkpoint = if end == pending.len() {
-                batch.last_offset
-            } else {
-                pending[end - 1].0
+            let mut end = i;
+            while end < pending.len()
+                && ddl_of(pending[end].1).is_none()
+                && limit.is_none_or(|a| pending[end].0 < a)
+            {
+                end += 1;
+            }
+            let last_checkpoint = match (pending.get(end), limit) {
+                (Some((_, t)), _) if ddl_of(t).is_some() => pending[end - 1].0,
+                (_, Some(a)) => a - 1,
+                (None, None) => batch.last_offset,
+                (Some(_), None) => pending[end - 1].0,
             };
-            stored = self
-                .apply_run(conn, stream, &pending[i..end], stored, last_checkpoint)
+            self.apply_run(conn, stream, &pending[i..end], cp, last_checkpoint)
                 .await?;
+            settled.unsettled = true;
+            cp = last_checkpoint;
             applied_any = true;
             i = end;
         }
-        if stored < batch.last_offset {
-            // Only offsets filtered out (or already applied) remain.
-            begin(conn).await?;
-            let origin = self.origin(stream);
-            cas_checkpoint(conn, stream, stored).await?;
-            checkpoint::write(conn, stream, batch.last_offset, None, &origin)
-                .await
-                .map_err(|e| classify(e, None, "drc.checkpoints"))?;
-            commit(conn).await?;
+        self.settle(conn, stream, cp, &all, &mut settled).await
+    }
+
+    /// Moves `drc.checkpoints` of `stream` to `cp` (every offset up to it is
+    /// applied) and drops the `drc.applied` rows it covers, when due.
+    async fn settle(
+        &mut self,
+        conn: &mut Conn,
+        stream: &str,
+        cp: u64,
+        txns: &[(u64, &pb::Transaction)],
+        settled: &mut Settled,
+    ) -> Result<()> {
+        if cp <= settled.offset && !settled.unsettled {
+            return Ok(());
         }
+        let position = txns
+            .iter()
+            .rev()
+            .filter(|(o, _)| *o <= cp)
+            .find_map(|(_, t)| t.position.clone())
+            .or_else(|| settled.position.clone());
+        let to = Checkpoint {
+            stream: stream.to_owned(),
+            offset: cp,
+            position,
+        };
+        let origin = self.origin(stream);
+        begin(conn).await?;
+        checkpoint::settle(conn, stream, &to, &origin)
+            .await
+            .map_err(|e| classify(e, None, "settle drc.checkpoints"))?;
+        commit(conn).await?;
+        *settled = Settled {
+            offset: cp,
+            unsettled: false,
+            position: to.position,
+        };
         Ok(())
     }
 
-    /// Applies a run of transactions without DDL, in groups, and returns the
-    /// checkpoint it ends at (`last_checkpoint`).
+    /// Takes the target's named lock of `stream` on the control connection
+    /// (held while it lives), so two appliers of one stream never write to
+    /// one target at once.
+    async fn lock_stream(&mut self, conn: &mut Conn, stream: &str) -> Result<()> {
+        if self.locked.contains(stream) {
+            return Ok(());
+        }
+        let name = lock_name(stream);
+        let got: Option<Option<i64>> = conn
+            // A stopped applier's session can outlive it by a moment.
+            .exec_first("SELECT GET_LOCK(?, ?)", (&name, STREAM_LOCK_WAIT_S))
+            .await
+            .map_err(|e| classify(e, None, "GET_LOCK"))?;
+        if got != Some(Some(1)) {
+            return Err(ApplyError::Transient {
+                sink: SINK_NAME.into(),
+                message: format!(
+                    "another applier of stream {stream} is writing to this target (it holds the \
+                     lock {name:?}); waiting until it stops"
+                ),
+            });
+        }
+        self.locked.insert(stream.to_owned());
+        Ok(())
+    }
+
+    /// Applies a run of transactions without DDL that covers offsets
+    /// `start + 1 ..= last_checkpoint`, in groups.
     async fn apply_run(
         &mut self,
         conn: &mut Conn,
         stream: &str,
         run: &[(u64, &pb::Transaction)],
-        stored: u64,
+        start: u64,
         last_checkpoint: u64,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         self.resolve_tables(conn, run).await?;
         let origin = self.origin(stream);
-        let mut parallel = self.config.parallel > 1;
+        let mut parallel = self.config.parallel > 1 && run.len() > 1;
         if parallel {
             if let Err(e) = self.open_workers().await {
                 // Apply on one connection meanwhile (too many connections on
@@ -424,12 +552,12 @@ impl MySqlSink {
                 parallel = false;
             }
         }
-        let groups_rows = if parallel {
+        let group_rows = if parallel {
             self.config.group_rows
         } else {
             usize::MAX
         };
-        let groups = parallel::groups(run, groups_rows, last_checkpoint, &self.meta);
+        let groups = parallel::groups(run, group_rows, start, last_checkpoint, &self.meta);
         let writer = Writer {
             config: &self.config,
             flavor: self.flavor,
@@ -441,7 +569,7 @@ impl MySqlSink {
         } else {
             std::slice::from_mut(conn)
         };
-        match parallel::run(writer, conns, stream, &origin, &groups, stored).await {
+        match parallel::run(writer, conns, stream, &origin, &groups).await {
             Ok(run) => {
                 let n = groups.len() as u64;
                 if parallel {
@@ -451,7 +579,7 @@ impl MySqlSink {
                 }
                 self.stats.redone_groups += run.redone;
                 self.stats.yielded_groups += run.yielded;
-                Ok(last_checkpoint)
+                Ok(())
             }
             Err(e) => {
                 self.workers.clear();
@@ -669,14 +797,6 @@ impl MySqlSink {
     }
 }
 
-/// The stored checkpoint offset of `stream` (no lock).
-async fn read_checkpoint(conn: &mut Conn, stream: &str) -> Result<u64> {
-    Ok(checkpoint::read(conn, stream, false)
-        .await
-        .map_err(|e| classify(e, None, "read drc.checkpoints"))?
-        .offset)
-}
-
 /// Locks the checkpoint row of `stream` in the open transaction and checks
 /// it still holds `expected` (else another applier moved it).
 async fn cas_checkpoint(conn: &mut Conn, stream: &str, expected: u64) -> Result<()> {
@@ -712,10 +832,10 @@ impl Sink for MySqlSink {
 
     async fn checkpoint(&mut self, stream: &str) -> Result<Checkpoint> {
         let mut conn = self.take_conn().await?;
-        match checkpoint::read(&mut conn, stream, false).await {
-            Ok(cp) => {
+        match checkpoint::read_state(&mut conn, stream).await {
+            Ok(state) => {
                 self.conn = Some(conn);
-                Ok(cp)
+                Ok(state.checkpoint)
             }
             Err(e) => {
                 let err = classify(e, None, "read drc.checkpoints");

@@ -1,47 +1,50 @@
-//! Parallel apply with dependency tracking and in-order commit.
+//! Parallel apply with dependency tracking and ordered readiness.
 //!
 //! A run of source transactions (between two DDL) is cut into **groups** of
 //! whole transactions, bounded by rows ([`super::MySqlSinkConfig::group_rows`]).
-//! Each group is one target transaction, and ends by writing the stream's
-//! checkpoint row: the offset of its last transaction.
+//! Each group is one target transaction, and records the range of offsets it
+//! covers in `drc.applied` (see [`super::checkpoint`]), in that transaction.
 //!
 //! - **Dependencies.** Each group gets the union of its changes' keys
 //!   ([`super::keys`]: primary and unique keys, foreign-key references). A
 //!   group depends on the latest earlier group that shares a key. It starts
 //!   only once that group has *committed*, so it sees that group's rows and
-//!   never waits on its locks.
-//! - **In-order commit.** Groups go to the connections in order; a group that
-//!   has run waits for its turn, then commits. Commits therefore follow the
-//!   stream's order, and the checkpoint row always names a contiguous prefix:
-//!   a crash at any moment leaves the groups up to the stored checkpoint and
-//!   nothing of any later one. Since every group waits only for earlier
-//!   groups, the smallest unfinished group can always go on: no cycle.
-//! - **Compare-and-set checkpoint.** Before committing, a group reads the
-//!   checkpoint row `FOR UPDATE` and checks it is where the previous group
-//!   left it. Anything else means another applier of the same stream wrote
-//!   it: the group rolls back (a transient error; the applier resumes from the
-//!   stored checkpoint), so two appliers never both apply a transaction.
-//! - **Optimistic, then serial.** A group that runs ahead of its turn is
-//!   optimistic: the keys can miss an order the target enforces (a collation
-//!   equivalence beyond case, a cascade or trigger writing other rows). Any
-//!   surprise there (a duplicate key, a row count off, a foreign-key error,
-//!   a deadlock, a lock wait past [`WORKER_LOCK_WAIT_S`]) rolls the group
-//!   back, and it runs again at its turn, when every earlier group has
-//!   committed: that is serial apply, where a surprise is a real conflict
-//!   and gets the configured policy. Locks the keys do not predict (InnoDB's
-//!   gap locks of unique checks) can make an earlier group wait for a later
-//!   one that waits for its turn: a group that waits for its turn longer
-//!   than [`TURN_PATIENCE`] rolls back, lets go of its locks, and also runs
-//!   again at its turn. So the run always ends, and ends as serial apply
-//!   would have.
+//!   never waits on its locks; per row, changes reach the target in source
+//!   order, and a child row never comes before its parent.
+//! - **Ordered readiness, free commits.** A group that has run is *ready*; it
+//!   commits once every earlier group is ready too. Groups then commit at
+//!   the same time (the server's group commit shares the fsyncs), in any
+//!   order, each with its own `drc.applied` row, so no two groups wait on one
+//!   row lock. A crash at any moment leaves a set of whole groups, each with
+//!   its row: the checkpoint is the contiguous prefix, and groups committed
+//!   past a gap are skipped when the stream is applied again. Nothing is
+//!   lost or applied twice.
+//! - **Nothing committed past a refused change.** A change the target
+//!   refuses (or a conflict under `fail`) stops its group before it is
+//!   ready, and no later group commits while an earlier one is not ready.
+//! - **Optimistic ahead, serial when needed.** A group runs while earlier
+//!   groups may still run; the keys can miss an order the target enforces (a
+//!   collation equivalence beyond case, a cascade or trigger writing other
+//!   rows). Any surprise there (a duplicate key, a row count off, a
+//!   foreign-key error, a deadlock, a lock wait past [`WORKER_LOCK_WAIT_S`])
+//!   rolls the group back, and it runs again once every earlier group has
+//!   committed: that is serial apply, where a surprise is a real conflict and
+//!   gets the configured policy. Locks the keys do not predict (InnoDB's gap
+//!   locks of unique checks) can make an earlier group wait for a later,
+//!   ready one: a ready group that waits longer than [`TURN_PATIENCE`] for
+//!   the earlier groups rolls back, lets go of its locks and runs again later
+//!   too. A ready group whose earlier groups are all ready never rolls back,
+//!   so once a group may commit, every earlier group commits or the sink
+//!   stops.
 //!
 //! Groups are written with the fast path of [`Writer`] (multi-statement
-//! packets); a surprise at a group's turn falls back to the slow path for
-//! the group, which handles conflicts one statement at a time. With one
-//! connection every group runs at its turn.
+//! packets); a surprise in serial apply falls back to the slow path for the
+//! group, which handles conflicts one statement at a time. With one
+//! connection every group runs serially.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use drc_proto::v1 as pb;
 use mysql_async::prelude::Queryable;
@@ -59,15 +62,18 @@ use crate::error::{ApplyError, Result};
 /// back and runs again at its turn (see the module docs).
 pub const WORKER_LOCK_WAIT_S: u32 = 5;
 
-/// How long a group that has run waits for its turn holding its locks;
-/// past it, it rolls back and runs again at its turn.
+/// How long a ready group waits for the earlier groups holding its locks;
+/// past it, it rolls back and runs again once they have committed.
 pub const TURN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A run of whole source transactions applied as one target transaction.
 #[derive(Debug)]
 pub struct Group<'b> {
     pub txns: &'b [(u64, &'b pb::Transaction)],
-    /// The checkpoint the group writes.
+    /// The first offset the group covers (after the previous group's
+    /// `checkpoint`: offsets filtered out upstream included).
+    pub from: u64,
+    /// The last offset the group covers.
     pub checkpoint: u64,
     /// The source position of the group's last transaction.
     pub position: Option<&'b pb::SourcePosition>,
@@ -75,12 +81,15 @@ pub struct Group<'b> {
     pub after: Option<usize>,
 }
 
-/// Cuts `txns` into groups of at most `max_rows` row changes (a larger
-/// transaction travels alone) and finds their dependencies. The last group
-/// writes `last_checkpoint` (which may cover offsets filtered out upstream).
+/// Cuts `txns` (all after offset `after`) into groups of at most `max_rows`
+/// row changes (a larger transaction travels alone) and finds their
+/// dependencies. The groups cover `after + 1 ..= last_checkpoint` without a
+/// gap (offsets filtered out upstream included); with no transaction, one
+/// empty group covers the range.
 pub fn groups<'b>(
     txns: &'b [(u64, &'b pb::Transaction)],
     max_rows: usize,
+    after: u64,
     last_checkpoint: u64,
     meta: &MetaCache,
 ) -> Vec<Group<'b>> {
@@ -98,6 +107,15 @@ pub fn groups<'b>(
     }
     if start < txns.len() {
         out.push(group(&txns[start..]));
+    }
+    if out.is_empty() && last_checkpoint > after {
+        out.push(group(&[]));
+    }
+    let mut from = after + 1;
+    for g in &mut out {
+        g.from = from;
+        g.checkpoint = g.checkpoint.max(from);
+        from = g.checkpoint + 1;
     }
     if let Some(last) = out.last_mut() {
         last.checkpoint = last.checkpoint.max(last_checkpoint);
@@ -131,6 +149,7 @@ pub fn groups<'b>(
 fn group<'b>(txns: &'b [(u64, &'b pb::Transaction)]) -> Group<'b> {
     Group {
         txns,
+        from: 0,
         checkpoint: txns.last().map_or(0, |t| t.0),
         position: txns.iter().rev().find_map(|(_, t)| t.position.as_ref()),
         after: None,
@@ -147,41 +166,90 @@ pub struct RunStats {
     pub yielded: u64,
 }
 
+/// Where a group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pending,
+    /// Run, its `drc.applied` row written: only COMMIT is left.
+    Ready,
+    Committed,
+}
+
 /// What every worker of a run shares.
 struct Shared<'r, 'b> {
     writer: Writer<'r>,
     stream: &'r str,
     origin: &'r str,
     groups: &'r [Group<'b>],
-    /// The checkpoint before the first group.
-    start: u64,
     next: AtomicUsize,
-    committed: watch::Sender<usize>,
+    status: Mutex<Vec<Status>>,
+    /// Bumped at every change of `status`, to wake the waiting workers.
+    changed: watch::Sender<u64>,
     redone: AtomicU64,
     yielded: AtomicU64,
 }
 
+impl Shared<'_, '_> {
+    fn set(&self, k: usize, s: Status) {
+        if let Ok(mut st) = self.status.lock() {
+            st[k] = s;
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn all_before(&self, k: usize, ok: impl Fn(Status) -> bool) -> bool {
+        self.status
+            .lock()
+            .map(|st| st[..k].iter().all(|s| ok(*s)))
+            .unwrap_or(false)
+    }
+
+    fn committed(&self, j: usize) -> bool {
+        self.status
+            .lock()
+            .map(|st| st[j] == Status::Committed)
+            .unwrap_or(false)
+    }
+
+    async fn wait(&self, rx: &mut watch::Receiver<u64>, f: impl Fn() -> bool) -> Result<()> {
+        rx.wait_for(|_| f())
+            .await
+            .map(|_| ())
+            .map_err(|_| ApplyError::Transient {
+                sink: SINK_NAME.into(),
+                message: "parallel apply ended".into(),
+            })
+    }
+}
+
+fn ready_or_committed(s: Status) -> bool {
+    s != Status::Pending
+}
+
+fn is_committed(s: Status) -> bool {
+    s == Status::Committed
+}
+
 /// Applies `groups` over `conns` (one worker per connection); see the module
-/// docs. `start` is the stored checkpoint before the first group. On an
-/// error, the groups before the stored checkpoint are committed and the
-/// connections may hold open transactions: drop them.
+/// docs. On an error the connections may hold open transactions: drop them
+/// (the server rolls them back); the groups that committed have their
+/// `drc.applied` rows.
 pub async fn run(
     writer: Writer<'_>,
     conns: &mut [Conn],
     stream: &str,
     origin: &str,
     groups: &[Group<'_>],
-    start: u64,
 ) -> Result<RunStats> {
-    let (committed, _) = watch::channel(0usize);
+    let (changed, _) = watch::channel(0u64);
     let shared = Shared {
         writer,
         stream,
         origin,
         groups,
-        start,
         next: AtomicUsize::new(0),
-        committed,
+        status: Mutex::new(vec![Status::Pending; groups.len()]),
+        changed,
         redone: AtomicU64::new(0),
         yielded: AtomicU64::new(0),
     };
@@ -194,50 +262,59 @@ pub async fn run(
 }
 
 async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
-    let mut turn = sh.committed.subscribe();
+    let mut rx = sh.changed.subscribe();
     loop {
         let k = sh.next.fetch_add(1, Ordering::SeqCst);
         let Some(g) = sh.groups.get(k) else {
             return Ok(());
         };
         if let Some(dep) = g.after {
-            wait_committed(&mut turn, |c| *c > dep).await?;
+            sh.wait(&mut rx, || sh.committed(dep)).await?;
         }
-        let mut done = false;
-        if *turn.borrow() != k {
-            // Ahead of its turn: optimistic.
+        let mut ready = false;
+        if !sh.all_before(k, is_committed) {
+            // Optimistic: earlier groups may still be running.
             begin(conn).await?;
             let outcome = match sh.writer.apply_fast(conn, sh.stream, g.txns).await {
-                // A change the target refuses is judged at the group's turn,
-                // so the error names the first offset that fails.
+                // A change the target refuses is judged in serial apply, so
+                // the error names the first offset that fails.
                 Err(e) if !e.is_transient() => Fast::Surprise(e.to_string()),
                 other => other?,
             };
             match outcome {
-                Fast::Applied => done = true,
+                Fast::Applied => {
+                    record(sh, conn, g).await?;
+                    sh.set(k, Status::Ready);
+                    ready = true;
+                }
                 Fast::Surprise(why) => {
-                    tracing::debug!(stream = %sh.stream, group = k, reason = %why, "mysql sink: group surprised; again at its turn");
+                    tracing::debug!(stream = %sh.stream, group = k, reason = %why, "mysql sink: group surprised; again in serial");
                     sh.redone.fetch_add(1, Ordering::Relaxed);
                     rollback(conn).await?;
                 }
             }
-            if done {
-                let waited =
-                    tokio::time::timeout(TURN_PATIENCE, wait_committed(&mut turn, |c| *c == k))
-                        .await;
-                if waited.is_err() {
-                    // An earlier group may wait for a lock this one holds
-                    // (gap locks of unique checks, say): let go of them.
-                    sh.yielded.fetch_add(1, Ordering::Relaxed);
-                    rollback(conn).await?;
-                    done = false;
+            if ready {
+                let waited = tokio::time::timeout(
+                    TURN_PATIENCE,
+                    sh.wait(&mut rx, || sh.all_before(k, ready_or_committed)),
+                )
+                .await;
+                match waited {
+                    Ok(r) => r?,
+                    Err(_) if yield_locks(sh, k) => {
+                        // An earlier group may wait for a lock this one
+                        // holds (gap locks of unique checks, say): let go.
+                        sh.yielded.fetch_add(1, Ordering::Relaxed);
+                        rollback(conn).await?;
+                        ready = false;
+                    }
+                    Err(_) => {}
                 }
             }
         }
-        wait_committed(&mut turn, |c| *c == k).await?;
-        if !done {
-            // At its turn every earlier group has committed: this is serial
-            // apply, where a surprise is a conflict for the policy.
+        if !ready {
+            // Serial apply: every earlier group has committed.
+            sh.wait(&mut rx, || sh.all_before(k, is_committed)).await?;
             begin(conn).await?;
             if let Fast::Surprise(why) = sh.writer.apply_fast(conn, sh.stream, g.txns).await? {
                 tracing::debug!(stream = %sh.stream, reason = %why, "mysql sink: slow path");
@@ -248,32 +325,49 @@ async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
                     sh.writer.apply_slow(conn, ctx, &txn.changes).await?;
                 }
             }
+            record(sh, conn, g).await?;
+            sh.set(k, Status::Ready);
         }
-        let expected = if k == 0 {
-            sh.start
-        } else {
-            sh.groups[k - 1].checkpoint
-        };
-        super::cas_checkpoint(conn, sh.stream, expected).await?;
-        checkpoint::write(conn, sh.stream, g.checkpoint, g.position, sh.origin)
-            .await
-            .map_err(|e| classify(e, None, "drc.checkpoints"))?;
+        sh.wait(&mut rx, || sh.all_before(k, ready_or_committed))
+            .await?;
         commit(conn).await?;
-        sh.committed.send_replace(k + 1);
+        sh.set(k, Status::Committed);
     }
 }
 
-async fn wait_committed(
-    rx: &mut watch::Receiver<usize>,
-    f: impl FnMut(&usize) -> bool,
-) -> Result<()> {
-    rx.wait_for(f)
+/// Whether ready group `k` should give up its locks: only while an earlier
+/// group is not ready (else every earlier group is about to commit, and a
+/// later group may already have committed counting on this one). Marks it
+/// pending under the same lock.
+fn yield_locks(sh: &Shared<'_, '_>, k: usize) -> bool {
+    let Ok(mut st) = sh.status.lock() else {
+        return false;
+    };
+    if st[..k].iter().all(|s| ready_or_committed(*s)) {
+        return false;
+    }
+    st[k] = Status::Pending;
+    drop(st);
+    sh.changed.send_modify(|v| *v += 1);
+    true
+}
+
+/// Writes the group's `drc.applied` row in its open transaction.
+async fn record(sh: &Shared<'_, '_>, conn: &mut Conn, g: &Group<'_>) -> Result<()> {
+    match checkpoint::record_group(conn, sh.stream, g.from, g.checkpoint, g.position, sh.origin)
         .await
-        .map(|_| ())
-        .map_err(|_| ApplyError::Transient {
+    {
+        Ok(()) => Ok(()),
+        Err(e) if super::server_code(&e) == Some(1062) => Err(ApplyError::Transient {
             sink: SINK_NAME.into(),
-            message: "parallel apply ended".into(),
-        })
+            message: format!(
+                "offsets {}..={} of stream {} are recorded as applied already: another applier \
+                 of the stream is writing to this target; resuming from the stored checkpoint",
+                g.from, g.checkpoint, sh.stream
+            ),
+        }),
+        Err(e) => Err(classify(e, None, "drc.applied")),
+    }
 }
 
 pub async fn begin(conn: &mut Conn) -> Result<()> {
@@ -342,7 +436,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let g = groups(&with_offsets, 2, 9, &meta);
+        let g = groups(&with_offsets, 2, 0, 9, &meta);
         // [1,2] [3] | [4,5] | [1] [9]  -> rows bound 2: {t1}, {t2}, {t3}, {t4, t5}
         assert_eq!(g.len(), 4);
         assert_eq!(
