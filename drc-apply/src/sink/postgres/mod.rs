@@ -123,6 +123,8 @@ pub struct PostgresSink {
     /// Target tables by `(schema, table)`, read from the catalog; cleared by
     /// DDL and by a failed batch.
     tables: HashMap<(String, String), Arc<TargetTable>>,
+    /// [`COPY_MIN_ROWS`], changeable for measurements.
+    copy_min_rows: usize,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -157,6 +159,7 @@ impl PostgresSink {
             pg,
             client: None,
             tables: HashMap::new(),
+            copy_min_rows: COPY_MIN_ROWS,
         };
         let client = sink.open().await?;
         sink.client = Some(client);
@@ -166,6 +169,13 @@ impl PostgresSink {
     /// The configuration the sink runs with.
     pub fn config(&self) -> &PostgresSinkConfig {
         &self.config
+    }
+
+    /// Sets the shortest run of inserts written with COPY (for measuring
+    /// COPY against multi-row INSERT; `usize::MAX` turns COPY off).
+    #[doc(hidden)]
+    pub fn set_copy_min_rows(&mut self, rows: usize) {
+        self.copy_min_rows = rows.max(1);
     }
 
     async fn open(&mut self) -> Result<Client> {
@@ -323,7 +333,7 @@ impl PostgresSink {
         if run.is_empty() {
             return Ok(());
         }
-        let r = if run.len() >= COPY_MIN_ROWS {
+        let r = if run.len() >= self.copy_min_rows {
             run.copy(client).await
         } else {
             run.insert(client).await
