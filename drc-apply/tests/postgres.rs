@@ -144,7 +144,11 @@ fn normalize(class: Class, v: Option<String>) -> Option<String> {
         Class::Plain | Class::Binary | Class::Inet => v,
         Class::Bit => {
             let t = v.trim_start_matches('0');
-            if t.is_empty() { "0".into() } else { t.into() }
+            if t.is_empty() {
+                "0".into()
+            } else {
+                t.into()
+            }
         }
         Class::Float => match v.parse::<f64>() {
             Ok(f) => format!("{f:e}"),
@@ -155,7 +159,11 @@ fn normalize(class: Class, v: Option<String>) -> Option<String> {
             Err(_) => v,
         },
         Class::Date => {
-            if v == "-infinity" { "0000-00-00".into() } else { v }
+            if v == "-infinity" {
+                "0000-00-00".into()
+            } else {
+                v
+            }
         }
         Class::DateTime => {
             let v = v.strip_suffix("+00").unwrap_or(&v).to_owned();
@@ -175,7 +183,9 @@ type Dump = BTreeMap<String, (Vec<String>, Vec<Vec<Option<String>>>)>;
 /// Every user table of the source: column names and sorted normalized rows.
 async fn dump_source(src: &MariaDb) -> Dump {
     let mut conn = src.conn().await.expect("source connection");
-    conn.query_drop("SET time_zone = '+00:00'").await.expect("tz");
+    conn.query_drop("SET time_zone = '+00:00'")
+        .await
+        .expect("tz");
     let tables: Vec<(String, String)> = conn
         .query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
@@ -207,7 +217,10 @@ async fn dump_source(src: &MariaDb) -> Dump {
             })
             .collect();
         let rows: Vec<mysql_async::Row> = conn
-            .query(format!("SELECT {} FROM `{schema}`.`{table}`", exprs.join(", ")))
+            .query(format!(
+                "SELECT {} FROM `{schema}`.`{table}`",
+                exprs.join(", ")
+            ))
             .await
             .expect("rows");
         let mut values: Vec<Vec<Option<String>>> = rows
@@ -250,7 +263,10 @@ async fn dump_target(pg: &Postgres, like: &Dump, classes: &BTreeMap<String, Vec<
         .await
         .expect("list target tables");
     let mut out = Dump::new();
-    for name in rows_text(&listed).into_iter().map(|r| r[0].clone().unwrap_or_default()) {
+    for name in rows_text(&listed)
+        .into_iter()
+        .map(|r| r[0].clone().unwrap_or_default())
+    {
         let Some((cols, _)) = like.get(&name) else {
             out.insert(name, (Vec::new(), Vec::new()));
             continue;
@@ -277,7 +293,12 @@ async fn dump_target(pg: &Postgres, like: &Dump, classes: &BTreeMap<String, Vec<
             .unwrap_or_else(|e| panic!("read target {name}: {e}"));
         let mut values: Vec<Vec<Option<String>>> = rows_text(&msgs)
             .into_iter()
-            .map(|r| r.into_iter().zip(cls).map(|(v, c)| normalize(*c, v)).collect())
+            .map(|r| {
+                r.into_iter()
+                    .zip(cls)
+                    .map(|(v, c)| normalize(*c, v))
+                    .collect()
+            })
             .collect();
         values.sort();
         out.insert(name, (cols.clone(), values));
@@ -316,7 +337,10 @@ async fn assert_same(src: &MariaDb, pg: &Postgres) {
         assert_eq!(rows.len(), got_rows.len(), "row count of {table}");
         for (i, (a, b)) in rows.iter().zip(got_rows).enumerate() {
             for (k, col) in cols.iter().enumerate() {
-                assert_eq!(a[k], b[k], "{table} row {i} column {col}: source {a:?} target {b:?}");
+                assert_eq!(
+                    a[k], b[k],
+                    "{table} row {i} column {col}: source {a:?} target {b:?}"
+                );
             }
         }
     }
@@ -327,7 +351,10 @@ async fn pg_client(pg: &Postgres) -> tokio_postgres::Client {
         .await
         .expect("connect to postgres");
     tokio::spawn(conn);
-    client.batch_execute("SET TimeZone = 'UTC'").await.expect("tz");
+    client
+        .batch_execute("SET TimeZone = 'UTC'")
+        .await
+        .expect("tz");
     client
 }
 
@@ -448,10 +475,17 @@ fn random_workload(seed: u64, n: usize) -> Vec<String> {
                     let rows: Vec<String> = (0..rng.gen_range(1..4))
                         .map(|_| {
                             next_id += 1;
-                            format!("({next_id}, {}, 'v{}')", next_id * 10, rng.gen_range(0..1000))
+                            format!(
+                                "({next_id}, {}, 'v{}')",
+                                next_id * 10,
+                                rng.gen_range(0..1000)
+                            )
                         })
                         .collect();
-                    txn.push(format!("INSERT INTO w.r (id, k, v) VALUES {}", rows.join(", ")));
+                    txn.push(format!(
+                        "INSERT INTO w.r (id, k, v) VALUES {}",
+                        rows.join(", ")
+                    ));
                 }
                 4 | 5 => txn.push(format!(
                     "UPDATE w.r SET v = CONCAT(v, '+'), k = k + 1 WHERE id = {id}"
@@ -496,9 +530,15 @@ async fn replicates_a_captured_workload_exactly_once() {
             refused += 1;
         }
     }
-    assert!(refused < 30, "{refused} random transactions refused by the source");
+    assert!(
+        refused < 30,
+        "{refused} random transactions refused by the source"
+    );
     let r_rows = src.sql("SELECT COUNT(*) FROM w.r").expect("count");
-    assert!(r_rows.parse::<u32>().unwrap_or(0) > 100, "w.r has {r_rows} rows");
+    assert!(
+        r_rows.parse::<u32>().unwrap_or(0) > 100,
+        "w.r has {r_rows} rows"
+    );
     let txns = capture_all(&src).await;
     assert!(
         txns.iter().filter(|t| t.ddl.is_some()).count() >= 20,
@@ -527,7 +567,10 @@ async fn replicates_a_captured_workload_exactly_once() {
         .expect("reconnect");
     let cp = sink.checkpoint(stream).await.expect("checkpoint");
     assert_eq!(cp.offset, at);
-    let want = txns[at as usize - 1].position.as_ref().expect("captured position");
+    let want = txns[at as usize - 1]
+        .position
+        .as_ref()
+        .expect("captured position");
     let got = cp.position.as_ref().expect("stored position");
     assert_eq!(
         (&got.gtid, &got.file, got.pos, &got.gtid_set),
@@ -573,7 +616,9 @@ async fn type_torture_table_follows_the_documented_mapping() {
     let src = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
     let pg = start_pg();
     for stmt in ["CREATE DATABASE w", TYPES_TABLE, TYPES_ROWS] {
-        src.exec(stmt).await.unwrap_or_else(|e| panic!("{stmt}: {e:#}"));
+        src.exec(stmt)
+            .await
+            .unwrap_or_else(|e| panic!("{stmt}: {e:#}"));
     }
     let txns = capture_all(&src).await;
     let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Fail))
@@ -635,7 +680,12 @@ fn row(id: i64, v: &str) -> Option<pb::Row> {
 }
 
 /// A change of table `d.<table> (id INT PRIMARY KEY, v VARCHAR(20))`.
-fn change(op: pb::Op, table: &str, before: Option<(i64, &str)>, after: Option<(i64, &str)>) -> pb::RowChange {
+fn change(
+    op: pb::Op,
+    table: &str,
+    before: Option<(i64, &str)>,
+    after: Option<(i64, &str)>,
+) -> pb::RowChange {
     pb::RowChange {
         op: op as i32,
         schema: "d".into(),
@@ -699,8 +749,10 @@ fn rows_of(pg: &Postgres, table: &str) -> String {
 }
 
 fn offset_of(pg: &Postgres, stream: &str) -> String {
-    pg.sql(&format!("SELECT \"offset\" FROM drc.checkpoints WHERE stream = '{stream}'"))
-        .expect("checkpoint")
+    pg.sql(&format!(
+        "SELECT \"offset\" FROM drc.checkpoints WHERE stream = '{stream}'"
+    ))
+    .expect("checkpoint")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,7 +774,10 @@ async fn conflict_policies() {
         vec![
             txn(1, vec![ins(t, 5, "five")]),
             // a taken key inside a run of inserts
-            txn(2, vec![ins(t, 6, "six"), ins(t, 1, "source"), ins(t, 7, "seven")]),
+            txn(
+                2,
+                vec![ins(t, 6, "six"), ins(t, 1, "source"), ins(t, 7, "seven")],
+            ),
             // missing rows
             txn(3, vec![upd(t, 2, "old", "new"), del(t, 3, "gone")]),
             txn(4, vec![upd(t, 5, "five", "FIVE")]),
@@ -755,24 +810,35 @@ async fn conflict_policies() {
         .apply(&batch(
             "f",
             2,
-            vec![txn(2, vec![ins("f", 8, "eight")]), txn(3, vec![del("f", 3, "gone")])],
+            vec![
+                txn(2, vec![ins("f", 8, "eight")]),
+                txn(3, vec![del("f", 3, "gone")]),
+            ],
         ))
         .await
         .expect_err("missing row");
-    assert!(matches!(err, ApplyError::Conflict { offset: 3, .. }), "{err}");
+    assert!(
+        matches!(err, ApplyError::Conflict { offset: 3, .. }),
+        "{err}"
+    );
     assert_eq!(rows_of(&pg, "f"), "1|target ; 5|five");
     assert_eq!(sink.checkpoint("f").await.expect("cp").offset, 1);
     sink.apply(&batch("f", 2, vec![txn(2, vec![ins("f", 8, "eight")])]))
         .await
         .expect("after a failure");
     assert_eq!(rows_of(&pg, "f"), "1|target ; 5|five ; 8|eight");
-    assert_eq!(pg.sql("SELECT count(*) FROM drc.conflicts").expect("n"), "0");
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM drc.conflicts").expect("n"),
+        "0"
+    );
 
     // ignore: target rows stay, every conflict recorded with both images.
     let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Ignore))
         .await
         .expect("connect");
-    sink.apply(&batch("i", 1, conflicting("i"))).await.expect("ignore");
+    sink.apply(&batch("i", 1, conflicting("i")))
+        .await
+        .expect("ignore");
     assert_eq!(rows_of(&pg, "i"), "1|target ; 5|FIVE ; 6|six ; 7|seven");
     assert_eq!(
         pg.sql(
@@ -799,8 +865,13 @@ async fn conflict_policies() {
     let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Overwrite))
         .await
         .expect("connect");
-    sink.apply(&batch("o", 1, conflicting("o"))).await.expect("overwrite");
-    assert_eq!(rows_of(&pg, "o"), "1|source ; 2|new ; 5|FIVE ; 6|six ; 7|seven");
+    sink.apply(&batch("o", 1, conflicting("o")))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        rows_of(&pg, "o"),
+        "1|source ; 2|new ; 5|FIVE ; 6|six ; 7|seven"
+    );
     assert_eq!(
         pg.sql("SELECT \"offset\", kind, policy, message FROM drc.conflicts WHERE stream = 'o' ORDER BY id")
             .expect("conflicts"),
@@ -812,11 +883,22 @@ async fn conflict_policies() {
     sink.apply(&batch(
         "o",
         5,
-        vec![txn(5, vec![change(pb::Op::Update, "o", Some((6, "six")), Some((7, "six")))])],
+        vec![txn(
+            5,
+            vec![change(
+                pb::Op::Update,
+                "o",
+                Some((6, "six")),
+                Some((7, "six")),
+            )],
+        )],
     ))
     .await
     .expect("update onto a taken key");
-    assert_eq!(rows_of(&pg, "o"), "1|source ; 2|new ; 5|FIVE ; 6|six ; 7|seven");
+    assert_eq!(
+        rows_of(&pg, "o"),
+        "1|source ; 2|new ; 5|FIVE ; 6|six ; 7|seven"
+    );
     assert_eq!(
         pg.sql("SELECT kind, message FROM drc.conflicts WHERE stream = 'o' AND \"offset\" = 5")
             .expect("conflict"),
@@ -834,9 +916,14 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
 
     // No privilege to create the sink's schema.
     let weak = PostgresSinkConfig::new(pg.url_for("weak", "postgres"));
-    let err = PostgresSink::connect(weak.clone()).await.expect_err("no CREATE");
+    let err = PostgresSink::connect(weak.clone())
+        .await
+        .expect_err("no CREATE");
     let msg = err.to_string();
-    assert!(msg.contains("grant the sink's user CREATE on the database"), "{msg}");
+    assert!(
+        msg.contains("grant the sink's user CREATE on the database"),
+        "{msg}"
+    );
 
     // The schema exists and is the user's, but the table is not theirs.
     let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Fail))
@@ -868,18 +955,27 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
     // A missing table, a table with different columns.
     for (table, needle) in [
         ("missing", "is missing in the target"),
-        ("other", "column(s) v missing in the target table \"d\".\"other\" (it has: id, w)"),
+        (
+            "other",
+            "column(s) v missing in the target table \"d\".\"other\" (it has: id, w)",
+        ),
     ] {
         let err = sink
             .apply(&batch(
                 "m",
                 1,
-                vec![txn(1, vec![ins("t", 1, "a")]), txn(2, vec![ins(table, 1, "a")])],
+                vec![
+                    txn(1, vec![ins("t", 1, "a")]),
+                    txn(2, vec![ins(table, 1, "a")]),
+                ],
             ))
             .await
             .expect_err("table mismatch");
         let msg = err.to_string();
-        assert!(matches!(err, ApplyError::Definite { offset: 2, .. }) && msg.contains(needle), "{msg}");
+        assert!(
+            matches!(err, ApplyError::Definite { offset: 2, .. }) && msg.contains(needle),
+            "{msg}"
+        );
         assert_eq!(rows_of(&pg, "t"), "");
         assert_eq!(offset_of(&pg, "m"), "");
     }
@@ -887,15 +983,23 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
     // Values PostgreSQL refuses: the server's (too long for varchar(3)) in
     // a COPY run across transactions, and one the sink refuses itself (a
     // NUL in text). The error names the exact offset; nothing is committed.
-    let mut long_run: Vec<pb::Transaction> = (1..=40).map(|i| txn(i, vec![ins("short", i as i64, "ok")])).collect();
+    let mut long_run: Vec<pb::Transaction> = (1..=40)
+        .map(|i| txn(i, vec![ins("short", i as i64, "ok")]))
+        .collect();
     long_run[29] = txn(30, vec![ins("short", 30, "far too long")]);
-    let err = sink.apply(&batch("v", 1, long_run)).await.expect_err("too long");
+    let err = sink
+        .apply(&batch("v", 1, long_run))
+        .await
+        .expect_err("too long");
     let msg = err.to_string();
     assert!(
         matches!(err, ApplyError::Definite { offset: 30, .. }) && msg.contains("22001"),
         "{msg}"
     );
-    assert!(!msg.contains("far too long"), "no row values in errors: {msg}");
+    assert!(
+        !msg.contains("far too long"),
+        "no row values in errors: {msg}"
+    );
     assert_eq!(pg.sql("SELECT count(*) FROM d.short").expect("n"), "0");
     let err = sink
         .apply(&batch(
@@ -911,7 +1015,9 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
         .expect_err("NUL");
     let msg = err.to_string();
     assert!(
-        matches!(err, ApplyError::Definite { offset: 3, .. }) && msg.contains("column v") && msg.contains("NUL"),
+        matches!(err, ApplyError::Definite { offset: 3, .. })
+            && msg.contains("column v")
+            && msg.contains("NUL"),
         "{msg}"
     );
     assert_eq!(rows_of(&pg, "t"), "");
@@ -925,7 +1031,10 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
             txn(3, vec![ins("t", 2, "b")]),
         ]
     };
-    let err = sink.apply(&batch("ddl", 1, view())).await.expect_err("view");
+    let err = sink
+        .apply(&batch("ddl", 1, view()))
+        .await
+        .expect_err("view");
     let msg = err.to_string();
     assert!(
         matches!(err, ApplyError::Definite { offset: 2, .. })
@@ -940,7 +1049,10 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
     })
     .await
     .expect("connect");
-    skipping.apply(&batch("ddl", 1, view())).await.expect("skipped");
+    skipping
+        .apply(&batch("ddl", 1, view()))
+        .await
+        .expect("skipped");
     assert_eq!(rows_of(&pg, "t"), "1|a ; 2|b");
     assert_eq!(offset_of(&pg, "ddl"), "3");
 
@@ -1024,7 +1136,11 @@ fn all_or_nothing(pg: &Postgres, stream: &str, n: u64) -> bool {
         assert!(cp.is_empty() || cp == "0", "no rows, no checkpoint: {cp}");
         false
     } else {
-        assert_eq!(rows, format!("{}|after", n - 1), "half a batch is visible (checkpoint {cp:?})");
+        assert_eq!(
+            rows,
+            format!("{}|after", n - 1),
+            "half a batch is visible (checkpoint {cp:?})"
+        );
         assert_eq!(cp, n.to_string(), "all rows, the batch's checkpoint");
         true
     }
@@ -1038,7 +1154,8 @@ async fn a_lost_connection_or_a_killed_server_leaves_all_or_nothing() {
     let mut pg = start_pg();
     pg.sql("CREATE SCHEMA d; CREATE TABLE d.t (id int PRIMARY KEY, v varchar(20))")
         .expect("table");
-    let reset = "DELETE FROM d.t; INSERT INTO d.t VALUES (0, 'before'); DELETE FROM drc.checkpoints";
+    let reset =
+        "DELETE FROM d.t; INSERT INTO d.t VALUES (0, 'before'); DELETE FROM drc.checkpoints";
     let n = 2_000;
     let b = interruptible_batch("k", n);
     let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Fail))
@@ -1060,7 +1177,8 @@ async fn a_lost_connection_or_a_killed_server_leaves_all_or_nothing() {
         })
     };
     let pid = tokio::task::block_in_place(|| wait_for_blocked_batch(&pg));
-    pg.sql(&format!("SELECT pg_terminate_backend({pid})")).expect("terminate");
+    pg.sql(&format!("SELECT pg_terminate_backend({pid})"))
+        .expect("terminate");
     let (mut sink, r) = task.await.expect("join apply");
     locker.batch_execute("ROLLBACK").await.expect("unlock");
     let err = r.expect_err("the batch failed");
@@ -1091,8 +1209,14 @@ async fn a_lost_connection_or_a_killed_server_leaves_all_or_nothing() {
     let err = r.expect_err("the batch failed");
     assert!(err.is_transient(), "a lost server is transient: {err}");
     pg.restart().expect("restart");
-    assert!(!all_or_nothing(&pg, "k", n), "nothing of the batch after recovery");
-    assert_eq!(sink.checkpoint("k").await.expect("cp after restart").offset, 0);
+    assert!(
+        !all_or_nothing(&pg, "k", n),
+        "nothing of the batch after recovery"
+    );
+    assert_eq!(
+        sink.checkpoint("k").await.expect("cp after restart").offset,
+        0
+    );
     sink.apply(&b).await.expect("retry after restart");
     assert!(all_or_nothing(&pg, "k", n));
 }
@@ -1147,12 +1271,23 @@ async fn copy_and_multi_row_insert_write_the_same_rows() {
     let rows = 30_000;
     let txns = |t: &str, per_txn: i64| -> Vec<pb::Transaction> {
         (0..rows / per_txn)
-            .map(|k| txn(k as u64 + 1, (0..per_txn).map(|i| wide_insert(t, k * per_txn + i)).collect()))
+            .map(|k| {
+                txn(
+                    k as u64 + 1,
+                    (0..per_txn)
+                        .map(|i| wide_insert(t, k * per_txn + i))
+                        .collect(),
+                )
+            })
             .collect()
     };
-    let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Fail)).await.expect("connect");
+    let mut sink = PostgresSink::connect(config(&pg, ConflictPolicy::Fail))
+        .await
+        .expect("connect");
     let mut timings = Vec::new();
-    for (table, copy_min_rows, per_txn) in [("a", 16, 1), ("b", usize::MAX, 1), ("c", usize::MAX, rows)] {
+    for (table, copy_min_rows, per_txn) in
+        [("a", 16, 1), ("b", usize::MAX, 1), ("c", usize::MAX, rows)]
+    {
         sink.set_copy_min_rows(copy_min_rows);
         let b = batch(table, 1, txns(table, per_txn));
         let started = Instant::now();
@@ -1177,7 +1312,11 @@ async fn copy_and_multi_row_insert_write_the_same_rows() {
         );
     }
     assert_eq!(
-        pg.sql("SELECT count(*), sum(id), min(t), max(j->>'k') FROM d.a").expect("a"),
-        format!("{rows}|{}|2026-01-01 00:30:15.123456|9999", rows * (rows - 1) / 2)
+        pg.sql("SELECT count(*), sum(id), min(t), max(j->>'k') FROM d.a")
+            .expect("a"),
+        format!(
+            "{rows}|{}|2026-01-01 00:30:15.123456|9999",
+            rows * (rows - 1) / 2
+        )
     );
 }

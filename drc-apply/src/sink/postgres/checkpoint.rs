@@ -113,7 +113,8 @@ pub async fn write(
     match position {
         Some(p) => {
             let empty_none = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-            let pos: Option<i64> = (!p.file.is_empty()).then(|| i64::try_from(p.pos).unwrap_or(i64::MAX));
+            let pos: Option<i64> =
+                (!p.file.is_empty()).then(|| i64::try_from(p.pos).unwrap_or(i64::MAX));
             client
                 .execute(
                     "INSERT INTO drc.checkpoints (stream, \"offset\", gtid, gtid_set, file, pos, origin, updated_at)

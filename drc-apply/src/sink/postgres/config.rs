@@ -182,9 +182,7 @@ mod tests {
         assert_eq!(c.on_unsupported_ddl, UnsupportedDdl::Skip);
         assert_eq!(c.schema_of("shop"), "s2");
         assert_eq!(c.schema_of("other"), "other");
-        assert!(
-            serde_json::from_str::<PostgresSinkConfig>(r#"{"url": "x", "bogus": 1}"#).is_err()
-        );
+        assert!(serde_json::from_str::<PostgresSinkConfig>(r#"{"url": "x", "bogus": 1}"#).is_err());
         assert!(serde_json::from_str::<PostgresSinkConfig>(
             r#"{"url": "x", "on_unsupported_ddl": "maybe"}"#
         )

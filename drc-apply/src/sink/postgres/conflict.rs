@@ -51,7 +51,10 @@ pub struct ConflictRecord<'a> {
 }
 
 /// Inserts `rec` into `drc.conflicts` in the caller's transaction.
-pub async fn record(client: &Client, rec: &ConflictRecord<'_>) -> Result<(), tokio_postgres::Error> {
+pub async fn record(
+    client: &Client,
+    rec: &ConflictRecord<'_>,
+) -> Result<(), tokio_postgres::Error> {
     let c = rec.change;
     let image = |row: &Option<pb::Row>| row.as_ref().map(|r| json_text(&image_json(&c.columns, r)));
     let offset = i64::try_from(rec.offset).unwrap_or(i64::MAX);

@@ -38,6 +38,8 @@
 //! [`Translation::Unsupported`]: the sink stops the stream at it or skips it,
 //! as `on_unsupported_ddl` says. Nothing is guessed.
 
+use std::cell::Cell;
+
 use drc_capture::schema::ddl::tokenize;
 use sqlparser::tokenizer::Token;
 
@@ -62,13 +64,20 @@ pub fn translate(statement: &str, default_db: &str, cfg: &PostgresSinkConfig) ->
         Ok(t) => t,
         Err(e) => return Translation::Unsupported(e),
     };
+    let bookkeeping = Cell::new(false);
     let mut c = Cur {
         t: &tokens,
         i: 0,
         db: default_db,
         cfg,
+        bookkeeping: &bookkeeping,
     };
-    match statement_of(&mut c) {
+    let result = statement_of(&mut c);
+    if bookkeeping.get() {
+        // Another region's sink wrote its own tables on the source.
+        return Translation::NoOp("the `drc` database is the sinks' bookkeeping".into());
+    }
+    match result {
         Ok(t) => t,
         Err(e) => Translation::Unsupported(e),
     }
@@ -81,6 +90,8 @@ struct Cur<'a> {
     i: usize,
     db: &'a str,
     cfg: &'a PostgresSinkConfig,
+    /// Set when the statement names the `drc` database.
+    bookkeeping: &'a Cell<bool>,
 }
 
 fn is_kw(t: &Token, kw: &str) -> bool {
@@ -125,6 +136,7 @@ impl<'a> Cur<'a> {
             i: 0,
             db: self.db,
             cfg: self.cfg,
+            bookkeeping: self.bookkeeping,
         }
     }
 
@@ -192,13 +204,21 @@ impl<'a> Cur<'a> {
         let first = self.ident("a table name")?;
         if self.eat(&Token::Period) {
             let second = self.ident("a table name")?;
+            self.note_db(&first);
             Ok((first, second))
         } else if self.db.is_empty() {
             Err(format!(
                 "table `{first}` is not qualified and the statement ran with no default database"
             ))
         } else {
+            self.note_db(self.db);
             Ok((self.db.to_owned(), first))
+        }
+    }
+
+    fn note_db(&self, db: &str) {
+        if db.eq_ignore_ascii_case(super::checkpoint::SCHEMA) {
+            self.bookkeeping.set(true);
         }
     }
 
@@ -249,6 +269,7 @@ fn statement_of(c: &mut Cur) -> R<Translation> {
             if c.eat_kw("DATABASE") || c.eat_kw("SCHEMA") {
                 let if_not = c.eat_kws(&["IF", "NOT", "EXISTS"]);
                 let db = c.ident("a database name")?;
+                c.note_db(&db);
                 return Ok(one(format!(
                     "CREATE SCHEMA {}{}",
                     if if_not { "IF NOT EXISTS " } else { "" },
@@ -283,6 +304,7 @@ fn statement_of(c: &mut Cur) -> R<Translation> {
             if c.eat_kw("DATABASE") || c.eat_kw("SCHEMA") {
                 let if_exists = c.eat_kws(&["IF", "EXISTS"]);
                 let db = c.ident("a database name")?;
+                c.note_db(&db);
                 return Ok(one(format!(
                     "DROP SCHEMA {}{} CASCADE",
                     if if_exists { "IF EXISTS " } else { "" },
@@ -363,7 +385,10 @@ fn rename_table(c: &Cur, from: &(String, String), to: &(String, String)) -> Vec<
     let mut out = Vec::new();
     let mut current = c.target(from);
     if from_schema != to_schema {
-        out.push(format!("ALTER TABLE {current} SET SCHEMA {}", ident(to_schema)));
+        out.push(format!(
+            "ALTER TABLE {current} SET SCHEMA {}",
+            ident(to_schema)
+        ));
         current = table_ref(to_schema, &from.1);
     }
     if from.1 != to.1 {
@@ -453,9 +478,13 @@ fn column_def(c: &mut Cur) -> R<ColDef> {
     loop {
         if c.eat_kw("UNSIGNED") || c.eat_kw("ZEROFILL") {
             mysql_type.push_str(" unsigned");
-        } else if c.eat_kw("SIGNED") || c.eat_kw("BINARY") || c.eat_kw("ASCII") || c.eat_kw("UNICODE") || c.eat_kw("BYTE") {
-        } else if c.eat_kws(&["CHARACTER", "SET"]) || c.eat_kw("CHARSET") || c.eat_kw("COLLATE")
+        } else if c.eat_kw("SIGNED")
+            || c.eat_kw("BINARY")
+            || c.eat_kw("ASCII")
+            || c.eat_kw("UNICODE")
+            || c.eat_kw("BYTE")
         {
+        } else if c.eat_kws(&["CHARACTER", "SET"]) || c.eat_kw("CHARSET") || c.eat_kw("COLLATE") {
             c.next();
         } else {
             break;
@@ -571,7 +600,11 @@ fn default_value(c: &mut Cur, def: &ColDef) -> R<Option<String>> {
 
 fn literal_for(value: &str, def: &ColDef, temporal: bool) -> String {
     // MySQL's zero dates, per the type mapping.
-    if temporal && value.bytes().all(|b| matches!(b, b'0' | b'-' | b':' | b' ' | b'.')) {
+    if temporal
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0' | b'-' | b':' | b' ' | b'.'))
+    {
         return "'-infinity'".into();
     }
     if def.pg_type == "bytea" {
@@ -665,7 +698,13 @@ fn skip_index_type(c: &mut Cur) {
     }
 }
 
-fn create_index_sql(c: &Cur, q: &(String, String), unique: bool, name: &str, cols: &[String]) -> String {
+fn create_index_sql(
+    c: &Cur,
+    q: &(String, String),
+    unique: bool,
+    name: &str,
+    cols: &[String],
+) -> String {
     format!(
         "CREATE {}INDEX {} ON {} ({})",
         if unique { "UNIQUE " } else { "" },
@@ -697,7 +736,10 @@ fn create_table(c: &mut Cur) -> R<Translation> {
     );
     if c.eat_kw("LIKE") {
         let from = c.qname()?;
-        return Ok(one(format!("{head} (LIKE {} INCLUDING ALL)", c.target(&from))));
+        return Ok(one(format!(
+            "{head} (LIKE {} INCLUDING ALL)",
+            c.target(&from)
+        )));
     }
     if c.peek() != Some(&Token::LParen) {
         return Err("CREATE TABLE without a column list (CREATE TABLE ... SELECT)".into());
@@ -706,7 +748,10 @@ fn create_table(c: &mut Cur) -> R<Translation> {
     if body.first().is_some_and(|t| is_kw(t, "LIKE")) {
         let mut p = c.sub(&body[1..]);
         let from = p.qname()?;
-        return Ok(one(format!("{head} (LIKE {} INCLUDING ALL)", c.target(&from))));
+        return Ok(one(format!(
+            "{head} (LIKE {} INCLUDING ALL)",
+            c.target(&from)
+        )));
     }
     // Table options may follow; a query or system versioning may not.
     for t in &c.t[c.i..] {
@@ -737,7 +782,13 @@ fn create_table(c: &mut Cur) -> R<Translation> {
             primary = Some(vec![ident(&def.name)]);
         }
         if def.unique {
-            indexes.push(create_index_sql(c, &q, true, &def.name, &[ident(&def.name)]));
+            indexes.push(create_index_sql(
+                c,
+                &q,
+                true,
+                &def.name,
+                &[ident(&def.name)],
+            ));
         }
         columns.push(def);
     }
@@ -935,11 +986,15 @@ fn alter_table(c: &mut Cur) -> R<Translation> {
                     };
                     let value = default_value(&mut p, &def)?;
                     out.push(match value {
-                        Some(v) => format!("ALTER TABLE {target} ALTER COLUMN {col} SET DEFAULT {v}"),
+                        Some(v) => {
+                            format!("ALTER TABLE {target} ALTER COLUMN {col} SET DEFAULT {v}")
+                        }
                         None => format!("ALTER TABLE {target} ALTER COLUMN {col} DROP DEFAULT"),
                     });
                 } else if p.eat_kws(&["DROP", "DEFAULT"]) {
-                    out.push(format!("ALTER TABLE {target} ALTER COLUMN {col} DROP DEFAULT"));
+                    out.push(format!(
+                        "ALTER TABLE {target} ALTER COLUMN {col} DROP DEFAULT"
+                    ));
                 } else if p.eat_kws(&["SET", "VISIBLE"]) || p.eat_kws(&["SET", "INVISIBLE"]) {
                     skipped.push("column visibility");
                 } else {
@@ -1016,8 +1071,22 @@ mod tests {
             stmts("CREATE TABLE IF NOT EXISTS other.t LIKE d.u"),
             vec!["CREATE TABLE IF NOT EXISTS \"other\".\"t\" (LIKE \"d\".\"u\" INCLUDING ALL)"]
         );
-        assert!(matches!(tr("CREATE TABLE t SELECT 1"), Translation::Unsupported(_)));
-        assert!(matches!(tr("CREATE TEMPORARY TABLE t (a INT)"), Translation::NoOp(_)));
+        assert!(matches!(
+            tr("CREATE TABLE t SELECT 1"),
+            Translation::Unsupported(_)
+        ));
+        assert!(matches!(
+            tr("CREATE TEMPORARY TABLE t (a INT)"),
+            Translation::NoOp(_)
+        ));
+        assert!(matches!(
+            tr("CREATE TABLE IF NOT EXISTS drc.checkpoints (stream VARCHAR(200) PRIMARY KEY)"),
+            Translation::NoOp(_)
+        ));
+        assert!(matches!(
+            tr("CREATE DATABASE IF NOT EXISTS drc"),
+            Translation::NoOp(_)
+        ));
     }
 
     #[test]
@@ -1041,7 +1110,10 @@ mod tests {
                 "ALTER TABLE \"d\".\"t\" RENAME TO \"t2\"",
             ]
         );
-        assert!(matches!(tr("ALTER TABLE t ENGINE=InnoDB"), Translation::NoOp(_)));
+        assert!(matches!(
+            tr("ALTER TABLE t ENGINE=InnoDB"),
+            Translation::NoOp(_)
+        ));
         assert!(matches!(
             tr("ALTER TABLE t PARTITION BY HASH(id)"),
             Translation::Unsupported(_)

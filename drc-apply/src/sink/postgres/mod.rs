@@ -89,8 +89,8 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use crate::error::{ApplyError, Result};
 use crate::sink::{Batch, Checkpoint, Sink, SinkGuarantees};
 
-pub use config::{PostgresSinkConfig, UnsupportedDdl};
 pub use crate::sink::mysql::ConflictPolicy;
+pub use config::{PostgresSinkConfig, UnsupportedDdl};
 use ddl::Translation;
 use rows::TargetTable;
 
@@ -262,8 +262,7 @@ impl PostgresSink {
                 if c.schema.eq_ignore_ascii_case(checkpoint::SCHEMA) {
                     continue;
                 }
-                if c.op() == pb::Op::Insert && self.config.conflict_policy == ConflictPolicy::Fail
-                {
+                if c.op() == pb::Op::Insert && self.config.conflict_policy == ConflictPolicy::Fail {
                     if !run.fits(c) {
                         self.flush(client, &mut run).await?;
                     }
@@ -302,7 +301,10 @@ impl PostgresSink {
                 Ok(())
             }
             Translation::NoOp(why) => {
-                tracing::debug!(offset = ctx.offset, "postgres sink: DDL needs nothing on the target ({why}): {shown}");
+                tracing::debug!(
+                    offset = ctx.offset,
+                    "postgres sink: DDL needs nothing on the target ({why}): {shown}"
+                );
                 Ok(())
             }
             Translation::Unsupported(why) => match self.config.on_unsupported_ddl {
@@ -378,7 +380,10 @@ impl PostgresSink {
                 .map_err(|e| classify(e, Some(ctx.offset), "read the target table's columns"))?;
         }
         let table = Arc::new(table.ok_or_else(|| {
-            definite(ctx, format!("table {schema}.{} vanished after creation", c.table))
+            definite(
+                ctx,
+                format!("table {schema}.{} vanished after creation", c.table),
+            )
         })?);
         self.tables.insert(key, Arc::clone(&table));
         Ok(table)
@@ -495,7 +500,10 @@ async fn ensure_schema(client: &Client) -> Result<()> {
             .batch_execute("SELECT pg_advisory_xact_lock(7100730)")
             .await?;
         let has_schema: bool = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'drc')", &[])
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'drc')",
+                &[],
+            )
             .await?
             .try_get(0)?;
         if !has_schema {
@@ -628,7 +636,12 @@ fn classify(e: tokio_postgres::Error, offset: Option<u64>, what: &str) -> ApplyE
 
 /// An error of a row statement: only the SQLSTATE, the message up to any
 /// quoted value, and the column or constraint PostgreSQL names.
-pub(crate) fn row_error(e: tokio_postgres::Error, ctx: Ctx<'_>, what: &str, table: &str) -> ApplyError {
+pub(crate) fn row_error(
+    e: tokio_postgres::Error,
+    ctx: Ctx<'_>,
+    what: &str,
+    table: &str,
+) -> ApplyError {
     if is_transient(&e) {
         return ApplyError::Transient {
             sink: SINK_NAME.into(),

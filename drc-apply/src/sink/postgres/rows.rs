@@ -37,14 +37,11 @@ impl TargetTable {
     /// The target column for a source column: the same name, else the one
     /// that matches it case-insensitively (MySQL column names ignore case).
     fn column(&self, source: &str) -> Option<&(String, bool)> {
-        self.columns
-            .iter()
-            .find(|(n, _)| n == source)
-            .or_else(|| {
-                self.by_lower
-                    .get(&source.to_lowercase())
-                    .and_then(|&i| self.columns.get(i))
-            })
+        self.columns.iter().find(|(n, _)| n == source).or_else(|| {
+            self.by_lower
+                .get(&source.to_lowercase())
+                .and_then(|&i| self.columns.get(i))
+        })
     }
 }
 
@@ -91,7 +88,12 @@ pub async fn read_table(
 
 /// Creates `schema.table` (and the schema when missing) from a change's
 /// column list.
-pub async fn create_table(client: &Client, ctx: Ctx<'_>, schema: &str, c: &pb::RowChange) -> Result<()> {
+pub async fn create_table(
+    client: &Client,
+    ctx: Ctx<'_>,
+    schema: &str,
+    c: &pb::RowChange,
+) -> Result<()> {
     let mut items = Vec::with_capacity(c.columns.len() + 1);
     for (i, col) in c.columns.iter().enumerate() {
         if col.name.is_empty() {
@@ -109,7 +111,10 @@ pub async fn create_table(client: &Client, ctx: Ctx<'_>, schema: &str, c: &pb::R
         let ty = pg_type(&col.sql_type).map_err(|m| {
             definite(
                 ctx,
-                format!("cannot create {}.{}: column {}: {m}", c.schema, c.table, col.name),
+                format!(
+                    "cannot create {}.{}: column {}: {m}",
+                    c.schema, c.table, col.name
+                ),
             )
         })?;
         let mut item = format!("{} {ty}", ident(&col.name));
@@ -126,16 +131,30 @@ pub async fn create_table(client: &Client, ctx: Ctx<'_>, schema: &str, c: &pb::R
                 None => {
                     return Err(definite(
                         ctx,
-                        format!("cannot create {}.{}: key column {} does not exist", c.schema, c.table, i + 1),
+                        format!(
+                            "cannot create {}.{}: key column {} does not exist",
+                            c.schema,
+                            c.table,
+                            i + 1
+                        ),
                     ))
                 }
             }
         }
         items.push(format!("PRIMARY KEY ({})", key.join(", ")));
     }
-    let map = |e| super::classify_with_message(e, Some(ctx.offset), &format!("create table {schema}.{}", c.table));
+    let map = |e| {
+        super::classify_with_message(
+            e,
+            Some(ctx.offset),
+            &format!("create table {schema}.{}", c.table),
+        )
+    };
     let has_schema: bool = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
         .await
         .map_err(map)?
         .try_get(0)
@@ -167,7 +186,12 @@ fn value(row: &pb::Row, i: usize) -> &Kind {
         .unwrap_or(&ABSENT)
 }
 
-fn image<'a>(ctx: Ctx<'_>, c: &pb::RowChange, row: Option<&'a pb::Row>, which: &str) -> Result<&'a pb::Row> {
+fn image<'a>(
+    ctx: Ctx<'_>,
+    c: &pb::RowChange,
+    row: Option<&'a pb::Row>,
+    which: &str,
+) -> Result<&'a pb::Row> {
     row.ok_or_else(|| {
         definite(
             ctx,
@@ -183,7 +207,12 @@ fn image<'a>(ctx: Ctx<'_>, c: &pb::RowChange, row: Option<&'a pb::Row>, which: &
 
 /// The columns of `row` to write: present in the image and not generated in
 /// the target, as (source index, target name).
-fn written(ctx: Ctx<'_>, c: &pb::RowChange, row: &pb::Row, table: &TargetTable) -> Result<Vec<(usize, String)>> {
+fn written(
+    ctx: Ctx<'_>,
+    c: &pb::RowChange,
+    row: &pb::Row,
+    table: &TargetTable,
+) -> Result<Vec<(usize, String)>> {
     let mut out = Vec::with_capacity(c.columns.len());
     let mut missing = Vec::new();
     for (i, col) in c.columns.iter().enumerate() {
@@ -226,7 +255,12 @@ fn written(ctx: Ctx<'_>, c: &pb::RowChange, row: &pb::Row, table: &TargetTable) 
     if out.is_empty() {
         return Err(definite(
             ctx,
-            format!("{} on {}.{}: no column to write", conflict::op_name(c.op()), c.schema, c.table),
+            format!(
+                "{} on {}.{}: no column to write",
+                conflict::op_name(c.op()),
+                c.schema,
+                c.table
+            ),
         ));
     }
     Ok(out)
@@ -247,7 +281,13 @@ fn encode_err(ctx: Ctx<'_>, c: &pb::RowChange, col: usize, m: String) -> ApplyEr
 }
 
 /// `(v1, v2, ...)` of the written columns.
-fn push_values(out: &mut String, ctx: Ctx<'_>, c: &pb::RowChange, row: &pb::Row, cols: &[(usize, String)]) -> Result<()> {
+fn push_values(
+    out: &mut String,
+    ctx: Ctx<'_>,
+    c: &pb::RowChange,
+    row: &pb::Row,
+    cols: &[(usize, String)],
+) -> Result<()> {
     out.push('(');
     for (k, (i, _)) in cols.iter().enumerate() {
         if k > 0 {
@@ -308,11 +348,19 @@ impl<'a> InsertRun<'a> {
         c.schema == first.schema
             && c.table == first.table
             && c.columns.len() == first.columns.len()
-            && c.columns.iter().zip(&first.columns).all(|(a, b)| a.name == b.name)
+            && c.columns
+                .iter()
+                .zip(&first.columns)
+                .all(|(a, b)| a.name == b.name)
             && present(c).eq(present(first))
     }
 
-    pub fn start(&mut self, ctx: Ctx<'a>, c: &'a pb::RowChange, table: Arc<TargetTable>) -> Result<()> {
+    pub fn start(
+        &mut self,
+        ctx: Ctx<'a>,
+        c: &'a pb::RowChange,
+        table: Arc<TargetTable>,
+    ) -> Result<()> {
         let after = image(ctx, c, c.after.as_ref(), "after")?;
         self.cols = written(ctx, c, after, &table)?;
         self.table = Some(table);
@@ -405,7 +453,8 @@ impl<'a> InsertRun<'a> {
                 if k > 0 {
                     buf.push('\t');
                 }
-                push_copy_field(&mut buf, value(after, *i)).map_err(|m| encode_err(ctx, c, *i, m))?;
+                push_copy_field(&mut buf, value(after, *i))
+                    .map_err(|m| encode_err(ctx, c, *i, m))?;
             }
             buf.push('\n');
             if buf.len() >= COPY_CHUNK_BYTES {
@@ -421,9 +470,13 @@ impl<'a> InsertRun<'a> {
             .map_err(|e| self.failed(e, "copy into"))?;
         futures::pin_mut!(sink);
         for chunk in chunks {
-            sink.send(chunk).await.map_err(|e| self.failed(e, "copy into"))?;
+            sink.send(chunk)
+                .await
+                .map_err(|e| self.failed(e, "copy into"))?;
         }
-        sink.finish().await.map_err(|e| self.failed(e, "copy into"))?;
+        sink.finish()
+            .await
+            .map_err(|e| self.failed(e, "copy into"))?;
         Ok(())
     }
 }
@@ -596,7 +649,11 @@ impl Writer<'_> {
     pub async fn delete(&self) -> Result<Outcome> {
         let c = self.change;
         let before = image(self.ctx, c, c.before.as_ref(), "before")?;
-        let sql = format!("DELETE FROM {}{}", self.table.name, self.where_clause(before)?);
+        let sql = format!(
+            "DELETE FROM {}{}",
+            self.table.name,
+            self.where_clause(before)?
+        );
         Ok(match self.exec(&sql, "delete from").await? {
             0 => Outcome::Conflict(ConflictKind::Missing),
             _ => Outcome::Done,
@@ -683,9 +740,13 @@ impl Writer<'_> {
             target_image,
             message,
         };
-        conflict::record(self.client, &rec)
-            .await
-            .map_err(|e| super::classify_with_message(e, Some(self.ctx.offset), "record a conflict in drc.conflicts"))
+        conflict::record(self.client, &rec).await.map_err(|e| {
+            super::classify_with_message(
+                e,
+                Some(self.ctx.offset),
+                "record a conflict in drc.conflicts",
+            )
+        })
     }
 
     /// Makes the row holding the after image's primary key the after image.
@@ -713,7 +774,11 @@ impl Writer<'_> {
         let sql = self.insert_sql(&tail)?;
         Ok(
             match self
-                .guarded(&sql, "upsert into", Some(&SqlState::INVALID_COLUMN_REFERENCE))
+                .guarded(
+                    &sql,
+                    "upsert into",
+                    Some(&SqlState::INVALID_COLUMN_REFERENCE),
+                )
                 .await?
             {
                 Some(_) => ": after image written".into(),

@@ -122,9 +122,7 @@ pub fn pg_type(mysql_type: &str) -> Result<String, String> {
             _ => "text".into(),
         },
         "tinytext" | "text" | "mediumtext" | "longtext" | "long" => "text".into(),
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
-            "bytea".into()
-        }
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => "bytea".into(),
         "date" => "date".into(),
         "time" => "interval".into(),
         "datetime" => format!("timestamp{}", fsp()?),
@@ -210,8 +208,9 @@ pub fn pg_text(kind: &Kind) -> Result<Option<String>, String> {
         Kind::Json(j) => {
             // jsonb refuses \u0000 escapes as well as raw NUL.
             if j.contains('\0') || j.contains("\\u0000") {
-                return Err("a JSON document holds a NUL character, which jsonb cannot store"
-                    .into());
+                return Err(
+                    "a JSON document holds a NUL character, which jsonb cannot store".into(),
+                );
             }
             s.push_str(j);
         }
@@ -419,7 +418,9 @@ mod tests {
     use super::*;
 
     fn text(kind: Kind) -> String {
-        pg_text(&kind).expect("encodes").unwrap_or_else(|| "NULL".into())
+        pg_text(&kind)
+            .expect("encodes")
+            .unwrap_or_else(|| "NULL".into())
     }
 
     #[test]
@@ -466,15 +467,26 @@ mod tests {
     fn values() {
         assert_eq!(text(Kind::Uint(u64::MAX)), "18446744073709551615");
         assert_eq!(text(Kind::Float(0.1)), "0.1");
-        assert_eq!(text(Kind::Float(3.4028235e38)), "340282350000000000000000000000000000000");
+        assert_eq!(
+            text(Kind::Float(3.4028235e38)),
+            "340282350000000000000000000000000000000"
+        );
         assert_eq!(text(Kind::Double(-2.5e-300)), "-2.5e-300");
         assert_eq!(text(Kind::Bytes(vec![0, 0xff])), "\\x00ff");
         assert_eq!(
-            text(Kind::Date(pb::Date { year: 0, month: 0, day: 0 })),
+            text(Kind::Date(pb::Date {
+                year: 0,
+                month: 0,
+                day: 0
+            })),
             "-infinity"
         );
         assert_eq!(
-            text(Kind::Date(pb::Date { year: 0, month: 1, day: 2 })),
+            text(Kind::Date(pb::Date {
+                year: 0,
+                month: 1,
+                day: 2
+            })),
             "0001-01-02 BC"
         );
         assert_eq!(
@@ -498,15 +510,23 @@ mod tests {
         );
         assert_eq!(text(Kind::Bit(pb::Bit { value: 5, width: 3 })), "101");
         assert_eq!(
-            text(Kind::Bit(pb::Bit { value: u64::MAX, width: 64 })),
+            text(Kind::Bit(pb::Bit {
+                value: u64::MAX,
+                width: 64
+            })),
             "1".repeat(64)
         );
         assert_eq!(
-            text(Kind::Geometry(pb::Geometry { srid: 4326, wkb: vec![1] })),
+            text(Kind::Geometry(pb::Geometry {
+                srid: 4326,
+                wkb: vec![1]
+            })),
             "\\xe610000001"
         );
         assert_eq!(
-            text(Kind::SetLabels(pb::SetLabels { labels: vec!["x".into(), "z".into()] })),
+            text(Kind::SetLabels(pb::SetLabels {
+                labels: vec!["x".into(), "z".into()]
+            })),
             "x,z"
         );
         assert_eq!(text(Kind::Null(true)), "NULL");
@@ -517,7 +537,11 @@ mod tests {
         for bad in [
             Kind::Text("a\0b".into()),
             Kind::Json("\"\\u0000\"".into()),
-            Kind::Date(pb::Date { year: 2020, month: 0, day: 10 }),
+            Kind::Date(pb::Date {
+                year: 2020,
+                month: 0,
+                day: 10,
+            }),
             Kind::Decimal("1e5".into()),
             Kind::Decimal("1; DROP".into()),
             Kind::Bit(pb::Bit { value: 8, width: 3 }),
