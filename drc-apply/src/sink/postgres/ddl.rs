@@ -655,14 +655,13 @@ enum Key {
 fn key_def(c: &mut Cur) -> R<Option<Key>> {
     let start = c.i;
     let mut constraint_name = None;
-    if c.eat_kw("CONSTRAINT") {
-        if !c.peek_kw("PRIMARY")
-            && !c.peek_kw("UNIQUE")
-            && !c.peek_kw("FOREIGN")
-            && !c.peek_kw("CHECK")
-        {
-            constraint_name = Some(c.ident("a constraint name")?);
-        }
+    if c.eat_kw("CONSTRAINT")
+        && !c.peek_kw("PRIMARY")
+        && !c.peek_kw("UNIQUE")
+        && !c.peek_kw("FOREIGN")
+        && !c.peek_kw("CHECK")
+    {
+        constraint_name = Some(c.ident("a constraint name")?);
     }
     if c.eat_kws(&["PRIMARY", "KEY"]) {
         skip_index_type(c);
