@@ -78,9 +78,19 @@ fn capture_relay_and_postgres_applier_survive_kill9_under_load() {
         let done = Arc::clone(&done);
         std::thread::spawn(move || {
             for id in 0..writes {
+                if id == writes / 2 {
+                    // DDL in the middle of the load, translated on the way.
+                    src.sql("ALTER TABLE shop.o ADD COLUMN extra INT NULL")
+                        .expect("alter");
+                }
+                let extra = if id >= writes / 2 {
+                    format!(", extra = {id}")
+                } else {
+                    String::new()
+                };
                 src.sql(&format!(
-                    "INSERT INTO shop.o VALUES ({id}, 'v{id}', {id}.25);
-                     UPDATE shop.o SET n = n + 1 WHERE id = {id} DIV 2;
+                    "INSERT INTO shop.o (id, v, n) VALUES ({id}, 'v{id}', {id}.25);
+                     UPDATE shop.o SET n = n + 1{extra} WHERE id = {id} DIV 2;
                      BEGIN; INSERT INTO shop.log VALUES ('row {id}'); UPDATE shop.o SET v = 'w{id}' WHERE id = {id} DIV 3; COMMIT"
                 ))
                 .expect("write");
@@ -100,27 +110,40 @@ fn capture_relay_and_postgres_applier_survive_kill9_under_load() {
     let mut rng = Rng(seed);
     let mut run = start();
     let mut kills = 0;
+    // The target's checkpoint at each kill: it must move between kills, so
+    // the kills hit a working applier, not one still starting.
+    let mut seen = Vec::new();
     while !done.load(Ordering::SeqCst) || kills < 3 {
         std::thread::sleep(Duration::from_millis(200 + rng.below(1200)));
         // SIGKILL the whole region at a random moment, then start it again.
         run.kill9();
         kills += 1;
+        seen.push(
+            pg.sql("SELECT \"offset\" FROM drc.checkpoints")
+                .unwrap_or_default(),
+        );
         run = start();
     }
     writer.join().expect("writer thread");
+    seen.dedup();
+    assert!(
+        seen.len() >= 3,
+        "the applier made progress between kills: {seen:?}"
+    );
 
     let dump_src = || {
         (
-            src.sql("SELECT id, v, n FROM shop.o ORDER BY id")
+            src.sql("SELECT id, v, n, extra FROM shop.o ORDER BY id")
                 .unwrap_or_default()
-                .replace('\t', "|"),
+                .replace('\t', "|")
+                .replace("|NULL", "|"),
             src.sql("SELECT msg FROM shop.log ORDER BY msg")
                 .unwrap_or_default(),
         )
     };
     let dump_pg = || {
         (
-            pg.sql("SELECT id, v, n FROM shop.o ORDER BY id")
+            pg.sql("SELECT id, v, n, extra FROM shop.o ORDER BY id")
                 .unwrap_or_default(),
             pg.sql("SELECT msg FROM shop.log ORDER BY msg COLLATE \"C\"")
                 .unwrap_or_default(),
@@ -130,11 +153,24 @@ fn capture_relay_and_postgres_applier_survive_kill9_under_load() {
     assert_eq!(want.1.lines().count(), writes, "the source's log table");
     let deadline = Instant::now() + Duration::from_secs(90);
     while dump_pg() != want {
-        assert!(
-            Instant::now() < deadline,
-            "target never matched the source after {kills} kills\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        if Instant::now() >= deadline {
+            let got = dump_pg();
+            let first_diff = want.0.lines().zip(got.0.lines()).find(|(a, b)| a != b);
+            let run_log = std::fs::read_to_string(&log).unwrap_or_default();
+            let apply_lines: Vec<&str> = run_log
+                .lines()
+                .filter(|l| l.contains("apply") || l.contains("postgres"))
+                .collect();
+            panic!(
+                "target never matched the source after {kills} kills: {} vs {} rows, first \
+                 difference {first_diff:?}, log rows {} vs {}\n{}",
+                want.0.lines().count(),
+                got.0.lines().count(),
+                want.1.lines().count(),
+                got.1.lines().count(),
+                apply_lines[apply_lines.len().saturating_sub(30)..].join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     run.stop();
@@ -152,5 +188,5 @@ fn capture_relay_and_postgres_applier_survive_kill9_under_load() {
         .sql("SELECT stream FROM drc.checkpoints")
         .expect("checkpoint");
     assert_eq!(ckpt, "a.shop");
-    eprintln!("{kills} kills");
+    eprintln!("{kills} kills, checkpoints seen at them: {seen:?}");
 }

@@ -547,7 +547,15 @@ pub(crate) fn affected(msgs: &[SimpleQueryMessage]) -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn definite(ctx: Ctx<'_>, message: String) -> ApplyError {
+/// A definite error at the change's offset; the source GTID is added, so
+/// the position can be found on the source too.
+pub(crate) fn definite(ctx: Ctx<'_>, mut message: String) -> ApplyError {
+    if !ctx.gtid.is_empty() {
+        message.push_str(&format!(
+            " [stream {}, source GTID {}]",
+            ctx.stream, ctx.gtid
+        ));
+    }
     ApplyError::Definite {
         sink: SINK_NAME.into(),
         offset: ctx.offset,
