@@ -13,7 +13,7 @@ use pb::value::Kind;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::conflict::{self, ConflictKind, ConflictRecord};
+use super::conflict::{self, conflict_error, ConflictKind};
 use super::types::{ident, pg_type, push_copy_field, push_ident, push_literal, table_ref};
 use super::{affected, definite, row_error, Ctx, COPY_CHUNK_BYTES, MAX_ROWS_PER_INSERT, SINK_NAME};
 use crate::error::{ApplyError, Result};
@@ -186,7 +186,7 @@ fn value(row: &pb::Row, i: usize) -> &Kind {
         .unwrap_or(&ABSENT)
 }
 
-fn image<'a>(
+pub(super) fn image<'a>(
     ctx: Ctx<'_>,
     c: &pb::RowChange,
     row: Option<&'a pb::Row>,
@@ -207,7 +207,7 @@ fn image<'a>(
 
 /// The columns of `row` to write: present in the image and not generated in
 /// the target, as (source index, target name).
-fn written(
+pub(super) fn written(
     ctx: Ctx<'_>,
     c: &pb::RowChange,
     row: &pb::Row,
@@ -502,11 +502,11 @@ const RELEASE: &str = "RELEASE SAVEPOINT drc_row";
 const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT drc_row";
 
 impl Writer<'_> {
-    fn err(&self, e: tokio_postgres::Error, what: &str) -> ApplyError {
+    pub(super) fn err(&self, e: tokio_postgres::Error, what: &str) -> ApplyError {
         row_error(e, self.ctx, what, &self.table.name)
     }
 
-    async fn exec(&self, sql: &str, what: &str) -> Result<u64> {
+    pub(super) async fn exec(&self, sql: &str, what: &str) -> Result<u64> {
         self.client
             .simple_query(sql)
             .await
@@ -516,7 +516,12 @@ impl Writer<'_> {
 
     /// Runs `sql` inside a savepoint; a unique violation (or `also`) rolls
     /// back to it and gives `None`.
-    async fn guarded(&self, sql: &str, what: &str, also: Option<&SqlState>) -> Result<Option<u64>> {
+    pub(super) async fn guarded(
+        &self,
+        sql: &str,
+        what: &str,
+        also: Option<&SqlState>,
+    ) -> Result<Option<u64>> {
         self.exec(SAVEPOINT, "savepoint").await?;
         match self.client.simple_query(sql).await {
             Ok(m) => {
@@ -536,7 +541,7 @@ impl Writer<'_> {
 
     /// ` WHERE ...` identifying the before image's row: its primary key, or
     /// (no key) the first row equal to the whole image.
-    fn where_clause(&self, row: &pb::Row) -> Result<String> {
+    pub(super) fn where_clause(&self, row: &pb::Row) -> Result<String> {
         let c = self.change;
         let mut s = String::from(" WHERE ");
         if !c.primary_key.is_empty() {
@@ -595,7 +600,7 @@ impl Writer<'_> {
         Ok(s)
     }
 
-    fn insert_sql(&self, tail: &str) -> Result<String> {
+    pub(super) fn insert_sql(&self, tail: &str) -> Result<String> {
         let c = self.change;
         let after = image(self.ctx, c, c.after.as_ref(), "after")?;
         let cols = written(self.ctx, c, after, self.table)?;
@@ -658,152 +663,5 @@ impl Writer<'_> {
             0 => Outcome::Conflict(ConflictKind::Missing),
             _ => Outcome::Done,
         })
-    }
-
-    /// The target row holding the after image's key, as jsonb text.
-    async fn target_image(&self) -> Result<Option<String>> {
-        let c = self.change;
-        let Some(after) = c.after.as_ref() else {
-            return Ok(None);
-        };
-        if c.primary_key.is_empty() {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT to_jsonb(x)::text FROM {} x{} LIMIT 1",
-            self.table.name,
-            self.where_clause(after)?
-        );
-        let msgs = self
-            .client
-            .simple_query(&sql)
-            .await
-            .map_err(|e| self.err(e, "select from"))?;
-        Ok(msgs.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        }))
-    }
-
-    /// Handles a conflict under the configured policy (see [`conflict`]).
-    pub async fn conflict(&self, kind: ConflictKind) -> Result<()> {
-        let c = self.change;
-        if self.policy == ConflictPolicy::Fail {
-            return Err(conflict_error(self.ctx, c, kind));
-        }
-        let target_image = if kind == ConflictKind::Duplicate {
-            self.target_image().await?
-        } else {
-            None
-        };
-        let mut message = format!(
-            "{} {} on {}.{}",
-            conflict::op_name(c.op()),
-            kind.as_str(),
-            c.schema,
-            c.table
-        );
-        if self.policy == ConflictPolicy::Overwrite {
-            match (c.op(), kind) {
-                (pb::Op::Insert, ConflictKind::Duplicate) => {
-                    message.push_str(&self.overwrite_with_after().await?);
-                }
-                (pb::Op::Update, ConflictKind::Missing) => {
-                    let sql = self.insert_sql(" ON CONFLICT DO NOTHING")?;
-                    match self.exec(&sql, "insert into").await? {
-                        0 => message.push_str(": after image not written (a unique key is taken)"),
-                        _ => message.push_str(": after image written"),
-                    }
-                }
-                (pb::Op::Update, ConflictKind::Duplicate) => {
-                    message.push_str(": update skipped (another row holds the key)");
-                }
-                _ => message.push_str(": nothing to do"),
-            }
-        } else {
-            message.push_str(": skipped");
-        }
-        tracing::warn!(
-            offset = self.ctx.offset,
-            table = %self.table.name,
-            kind = kind.as_str(),
-            policy = self.policy.as_str(),
-            "postgres sink: conflict"
-        );
-        let rec = ConflictRecord {
-            stream: self.ctx.stream,
-            offset: self.ctx.offset,
-            gtid: self.ctx.gtid,
-            change: c,
-            kind,
-            policy: self.policy,
-            target_image,
-            message,
-        };
-        conflict::record(self.client, &rec).await.map_err(|e| {
-            super::classify_with_message(
-                e,
-                Some(self.ctx.offset),
-                "record a conflict in drc.conflicts",
-            )
-        })
-    }
-
-    /// Makes the row holding the after image's primary key the after image.
-    async fn overwrite_with_after(&self) -> Result<String> {
-        let c = self.change;
-        if c.primary_key.is_empty() {
-            return Ok(": skipped (no primary key to overwrite by)".into());
-        }
-        let after = image(self.ctx, c, c.after.as_ref(), "after")?;
-        let cols = written(self.ctx, c, after, self.table)?;
-        let mut keys = Vec::new();
-        for &i in &c.primary_key {
-            if let Some((_, n)) = cols.iter().find(|(j, _)| *j == i as usize) {
-                keys.push(ident(n));
-            }
-        }
-        let mut tail = format!(" ON CONFLICT ({}) DO UPDATE SET ", keys.join(", "));
-        for (k, (_, n)) in cols.iter().enumerate() {
-            if k > 0 {
-                tail.push_str(", ");
-            }
-            let n = ident(n);
-            let _ = write!(tail, "{n} = EXCLUDED.{n}");
-        }
-        let sql = self.insert_sql(&tail)?;
-        Ok(
-            match self
-                .guarded(
-                    &sql,
-                    "upsert into",
-                    Some(&SqlState::INVALID_COLUMN_REFERENCE),
-                )
-                .await?
-            {
-                Some(_) => ": after image written".into(),
-                None => ": after image not written (another unique key is taken, or the target \
-                          has no unique index on the primary key)"
-                    .into(),
-            },
-        )
-    }
-}
-
-pub(crate) fn conflict_error(ctx: Ctx<'_>, c: &pb::RowChange, kind: ConflictKind) -> ApplyError {
-    let what = match kind {
-        ConflictKind::Missing => "the row is missing",
-        ConflictKind::Duplicate => "the key is taken",
-        ConflictKind::Differs => "the row differs from the before image",
-    };
-    ApplyError::Conflict {
-        offset: ctx.offset,
-        table: format!("{}.{}", c.schema, c.table),
-        message: format!(
-            "{} {}: {what} (policy fail: nothing of the batch was applied; set \
-             conflict_policy to overwrite or ignore, or fix the target row)",
-            conflict::op_name(c.op()),
-            kind.as_str()
-        ),
     }
 }
