@@ -679,3 +679,39 @@ async fn copy_and_multi_row_insert_write_the_same_rows() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_map_sends_a_database_to_another_schema() {
+    if !Postgres::available() {
+        skip!("postgres is not installed");
+    }
+    let pg = start_pg();
+    let mut cfg = config(&pg, ConflictPolicy::Fail);
+    cfg.schema_map.insert("d".into(), "replica".into());
+    let mut sink = PostgresSink::connect(cfg).await.expect("connect");
+    sink.apply(&batch(
+        "s",
+        1,
+        vec![
+            ddl_txn(1, "", "CREATE DATABASE d"),
+            ddl_txn(2, "d", "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))"),
+            txn(3, vec![ins("t", 1, "a"), ins("t", 2, "b")]),
+            txn(4, vec![upd("t", 1, "a", "A"), del("t", 2, "b")]),
+            ddl_txn(5, "d", "RENAME TABLE t TO u"),
+            txn(6, vec![ins("u", 3, "c")]),
+        ],
+    ))
+    .await
+    .expect("apply");
+    assert_eq!(
+        pg.sql("SELECT id, v FROM replica.u ORDER BY id")
+            .expect("rows"),
+        "1|A\n3|c"
+    );
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM pg_namespace WHERE nspname = 'd'")
+            .expect("schemas"),
+        "0",
+        "nothing went to a schema named after the database"
+    );
+}
