@@ -408,6 +408,11 @@ const WORKLOAD: &[&str] = &[
     "INSERT INTO w.trunc VALUES (1, 1), (2, 2)",
     "TRUNCATE TABLE w.trunc",
     "INSERT INTO w.trunc VALUES (3, 3)",
+    "CREATE TABLE w.bits (id INT PRIMARY KEY, b BIT(3) NOT NULL DEFAULT b'101')",
+    "INSERT INTO w.bits (id) VALUES (1)",
+    "CREATE OR REPLACE TABLE w.bits (id INT PRIMARY KEY, b BIT(3) NOT NULL DEFAULT b'011',
+       x VARBINARY(4) DEFAULT X'0A0B', t TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))",
+    "INSERT INTO w.bits (id) VALUES (2)",
     "CREATE TABLE w.r (id INT PRIMARY KEY, k INT, v VARCHAR(40), UNIQUE KEY uk (k))",
 ];
 

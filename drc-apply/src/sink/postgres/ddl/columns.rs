@@ -149,6 +149,18 @@ pub(super) fn default_value(c: &mut Cur, def: &ColDef) -> R<Option<String>> {
         Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s)) => {
             literal_for(&s, def, temporal)
         }
+        // b'101': PostgreSQL reads the same digits as a bit string.
+        Some(Token::SingleQuotedByteStringLiteral(bits)) if def.pg_type.starts_with("bit") => {
+            let mut s = String::new();
+            push_quoted(&mut s, &bits);
+            s
+        }
+        // X'0A0B' into a binary column.
+        Some(Token::HexStringLiteral(hex)) if def.pg_type == "bytea" => {
+            let mut s = String::new();
+            push_quoted(&mut s, &format!("\\x{hex}"));
+            s
+        }
         Some(Token::Word(w)) if w.quote_style.is_none() => {
             match w.value.to_ascii_uppercase().as_str() {
                 "NULL" => return Ok(None),

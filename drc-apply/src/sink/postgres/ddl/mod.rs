@@ -12,6 +12,7 @@
 //! | `CREATE DATABASE` / `DROP DATABASE` (`SCHEMA`) | `CREATE SCHEMA` / `DROP SCHEMA ... CASCADE` |
 //! | `CREATE TABLE t (columns, keys) options` | `CREATE TABLE` with columns per [`super::types`], `NOT NULL`, literal defaults, the primary key; `UNIQUE` and plain keys become `CREATE [UNIQUE] INDEX` |
 //! | `CREATE TABLE t LIKE u` | `CREATE TABLE t (LIKE u INCLUDING ALL)` |
+//! | MariaDB's `CREATE OR REPLACE TABLE` / `DATABASE` | `DROP ... IF EXISTS`, then the `CREATE` |
 //! | `ALTER TABLE ... ADD [COLUMN]` | `ADD COLUMN` (at the end: rows are matched by column name) |
 //! | `... DROP [COLUMN]`, `RENAME COLUMN` | the same |
 //! | `... MODIFY` / `CHANGE [COLUMN]` | `RENAME COLUMN` when the name changes, `ALTER COLUMN ... TYPE ... USING`, `SET`/`DROP NOT NULL`, `SET`/`DROP DEFAULT` (MySQL's MODIFY replaces the whole definition) |
@@ -96,22 +97,28 @@ fn statement_of(c: &mut Cur) -> R<Translation> {
     c.i += 1;
     match verb.as_str() {
         "CREATE" => {
-            c.eat_kws(&["OR", "REPLACE"]);
+            // MariaDB's OR REPLACE drops what exists first.
+            let or_replace = c.eat_kws(&["OR", "REPLACE"]);
             if c.eat_kw("DATABASE") || c.eat_kw("SCHEMA") {
                 let if_not = c.eat_kws(&["IF", "NOT", "EXISTS"]);
                 let db = c.ident("a database name")?;
                 c.note_db(&db);
-                return Ok(one(format!(
-                    "CREATE SCHEMA {}{}",
-                    if if_not { "IF NOT EXISTS " } else { "" },
-                    ident(c.cfg.schema_of(&db))
-                )));
+                let schema = ident(c.cfg.schema_of(&db));
+                let mut out = Vec::new();
+                if or_replace {
+                    out.push(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+                out.push(format!(
+                    "CREATE SCHEMA {}{schema}",
+                    if if_not { "IF NOT EXISTS " } else { "" }
+                ));
+                return Ok(Translation::Statements(out));
             }
             if c.eat_kw("TEMPORARY") {
                 return Ok(Translation::NoOp("temporary table".into()));
             }
             if c.eat_kw("TABLE") {
-                return table::create_table(c);
+                return table::create_table(c, or_replace);
             }
             let unique = c.eat_kw("UNIQUE");
             c.eat_kw("FULLTEXT");

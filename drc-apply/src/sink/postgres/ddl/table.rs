@@ -21,7 +21,25 @@ pub(super) fn create_index(c: &mut Cur, unique: bool) -> R<Translation> {
     Ok(one(create_index_sql(c, &q, unique, &name, &cols)))
 }
 
-pub(super) fn create_table(c: &mut Cur) -> R<Translation> {
+/// `CREATE [OR REPLACE] TABLE`.
+pub(super) fn create_table(c: &mut Cur, or_replace: bool) -> R<Translation> {
+    let start = c.i;
+    let translated = create_table_only(c)?;
+    if !or_replace {
+        return Ok(translated);
+    }
+    let mut again = c.sub(&c.t[start..]);
+    again.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let q = again.qname()?;
+    let mut out = vec![format!("DROP TABLE IF EXISTS {}", c.target(&q))];
+    match translated {
+        Translation::Statements(s) => out.extend(s),
+        other => return Ok(other),
+    }
+    Ok(Translation::Statements(out))
+}
+
+fn create_table_only(c: &mut Cur) -> R<Translation> {
     let if_not = c.eat_kws(&["IF", "NOT", "EXISTS"]);
     let q = c.qname()?;
     let target = c.target(&q);

@@ -37,6 +37,13 @@ fn create_table() {
         stmts("CREATE TABLE IF NOT EXISTS other.t LIKE d.u"),
         vec!["CREATE TABLE IF NOT EXISTS \"other\".\"t\" (LIKE \"d\".\"u\" INCLUDING ALL)"]
     );
+    assert_eq!(
+        stmts("CREATE OR REPLACE TABLE t (b BIT(3) NOT NULL DEFAULT b'101', x VARBINARY(4) DEFAULT X'0A0B')"),
+        vec![
+            "DROP TABLE IF EXISTS \"d\".\"t\"",
+            "CREATE TABLE \"d\".\"t\" (\"b\" bit(3) DEFAULT '101' NOT NULL, \"x\" bytea DEFAULT '\\x0A0B')",
+        ]
+    );
     assert!(matches!(
         tr("CREATE TABLE t SELECT 1"),
         Translation::Unsupported(_)
