@@ -359,6 +359,22 @@ async fn bad_input_stops_at_its_offset_with_nothing_committed() {
         "no row values in errors: {msg}"
     );
     assert_eq!(pg.sql("SELECT count(*) FROM d.short").expect("n"), "0");
+    // The same inside a COPY run: refused by the sink's encoder mid-stream.
+    let mut nul_run: Vec<pb::Transaction> = (1..=40)
+        .map(|i| txn(i, vec![ins("t", i as i64, "ok")]))
+        .collect();
+    nul_run[24] = txn(25, vec![ins("t", 25, "nul\0")]);
+    let err = sink
+        .apply(&batch("v", 1, nul_run))
+        .await
+        .expect_err("NUL in a COPY run");
+    assert!(
+        matches!(err, ApplyError::Definite { offset: 25, .. }) && err.to_string().contains("NUL"),
+        "{err}"
+    );
+    assert_eq!(rows_of(&pg, "t"), "");
+    // The sink's connection still works after the aborted COPY.
+    assert_eq!(sink.checkpoint("v").await.expect("checkpoint").offset, 0);
     let err = sink
         .apply(&batch(
             "v",

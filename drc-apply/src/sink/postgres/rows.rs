@@ -443,9 +443,15 @@ impl<'a> InsertRun<'a> {
             push_ident(&mut stmt, n);
         }
         stmt.push_str(") FROM STDIN");
-        // Encode every row first: a value PostgreSQL cannot hold is refused
-        // with its own offset, before anything is sent.
-        let mut chunks = Vec::new();
+        let sink = client
+            .copy_in::<_, Bytes>(stmt.as_str())
+            .await
+            .map_err(|e| self.failed(e, "copy into"))?;
+        futures::pin_mut!(sink);
+        // Rows are encoded as they are sent, a chunk at a time, so memory
+        // stays at one chunk. A value PostgreSQL cannot hold is refused
+        // with its own offset; dropping the sink then aborts the COPY (and
+        // the batch's transaction with it).
         let mut buf = String::with_capacity(COPY_CHUNK_BYTES.min(1 << 16));
         for &(ctx, c) in &self.rows {
             let after = image(ctx, c, c.after.as_ref(), "after")?;
@@ -458,19 +464,14 @@ impl<'a> InsertRun<'a> {
             }
             buf.push('\n');
             if buf.len() >= COPY_CHUNK_BYTES {
-                chunks.push(Bytes::from(std::mem::take(&mut buf)));
+                let chunk = Bytes::from(std::mem::take(&mut buf));
+                sink.send(chunk)
+                    .await
+                    .map_err(|e| self.failed(e, "copy into"))?;
             }
         }
         if !buf.is_empty() {
-            chunks.push(Bytes::from(buf));
-        }
-        let sink = client
-            .copy_in::<_, Bytes>(stmt.as_str())
-            .await
-            .map_err(|e| self.failed(e, "copy into"))?;
-        futures::pin_mut!(sink);
-        for chunk in chunks {
-            sink.send(chunk)
+            sink.send(Bytes::from(buf))
                 .await
                 .map_err(|e| self.failed(e, "copy into"))?;
         }
