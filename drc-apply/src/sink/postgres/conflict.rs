@@ -21,9 +21,11 @@
 //! | missing (UPDATE) | roll back, error | record, skip | record, insert the after image |
 //! | missing (DELETE) | roll back, error | record, skip | record (the row is already gone) |
 //!
-//! Under `ignore` and `overwrite` each INSERT and UPDATE runs alone inside a
-//! savepoint (PostgreSQL aborts the whole transaction at an error
-//! otherwise); `fail` keeps COPY and multi-row statements.
+//! Under `ignore` and `overwrite` each INSERT runs alone with `ON CONFLICT
+//! DO NOTHING` (no row inserted: a duplicate), and each UPDATE and each
+//! overwriting upsert inside a savepoint (PostgreSQL aborts the whole
+//! transaction at an error otherwise); `fail` keeps COPY and multi-row
+//! statements.
 //!
 //! Each record is a row of `drc.conflicts`: stream, offset and GTID of the
 //! source transaction, table, operation, kind, policy, and the before, after

@@ -66,8 +66,11 @@
 //!
 //! - No TLS to the target yet: keep it on a trusted network or a Unix socket.
 //! - Under the `ignore` and `overwrite` policies rows are written one
-//!   statement at a time (each INSERT/UPDATE inside a savepoint), so those
-//!   policies apply slower than `fail`.
+//!   statement at a time (INSERT ... ON CONFLICT DO NOTHING; each UPDATE
+//!   inside a savepoint), so those policies apply slower than `fail`.
+//! - An UPDATE that changes unique keys of several rows in one source
+//!   statement (swapping two values) can hit a taken key when applied row
+//!   by row, as in the MySQL sink.
 //! - Index names are `<table>_<index>` as of their creation; after a table
 //!   rename, a later `DROP INDEX` of the old index misses it (it is `IF
 //!   EXISTS`, so it does nothing).
