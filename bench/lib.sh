@@ -15,6 +15,7 @@
 #   bench_free_port                prints a free TCP port on 127.0.0.1
 #   bench_mariadb_start DIR ARGS   a throwaway mariadbd in DIR; sets MARIADB_PORT,
 #                                  MARIADB_PID, MARIADB_DATADIR; killed on exit
+#   bench_mariadbd_run DIR ARGS    the same on an existing DIR/data (no install)
 #   bench_sql SQL                  runs SQL as root on that server (-N -B output)
 #   bench_timed NAME CMD ...       times CMD (best of 2 when quick); sets BENCH_SECS
 #                                  (wall) and BENCH_CPU (CMD's user + system CPU)
@@ -178,6 +179,16 @@ bench_mariadb_start() {
         --auth-root-authentication-method=normal --skip-test-db >"$install_log" 2>&1 ||
         { tail -n 30 "$install_log" >&2; bench_die "mariadb-install-db"; }
 
+    bench_mariadbd_run "$dir" "$@"
+}
+
+# bench_mariadbd_run DIR [MARIADBD_ARGS...]
+# Starts mariadbd on the existing datadir DIR/data (a copy of another
+# server's, say), as bench_mariadb_start does after installing one.
+bench_mariadbd_run() {
+    local dir="$1"
+    shift
+    MARIADB_DATADIR="$dir/data"
     local attempt
     for attempt in 1 2 3 4 5; do
         MARIADB_PORT="$(bench_free_port)"

@@ -2,8 +2,9 @@
 //!
 //! 1. Reads the sink's checkpoint ([`Sink::checkpoint`]) — the sink, never
 //!    memory, says where to resume.
-//! 2. Subscribes at the relay from the next offset (zstd batches, the
-//!    pipeline's filters, under its subscriber name).
+//! 2. Subscribes at the relay from the next offset (zstd batches unless the
+//!    relay is on this machine, the pipeline's filters, under its subscriber
+//!    name).
 //! 3. Groups whole transactions into [`Batch`]es bounded by rows, bytes and
 //!    time. A transaction is never split; one larger than the bounds travels
 //!    alone. A batch's `last_offset` covers the offsets the relay filtered out
@@ -22,6 +23,8 @@
 //! ahead of the sink ([`READ_AHEAD`]): a slow sink slows its subscription
 //! (HTTP/2 flow control), never the relay, and memory stays bounded.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drc_proto::v1 as pb;
@@ -35,9 +38,9 @@ use crate::error::{ApplyError, Result};
 use crate::sink::{Batch, Sink};
 
 /// Row changes per batch (a transaction with more travels alone).
-pub const DEFAULT_MAX_BATCH_ROWS: usize = 5000;
+pub const DEFAULT_MAX_BATCH_ROWS: usize = 20_000;
 /// Encoded transaction bytes per batch (a larger transaction travels alone).
-pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 << 20;
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 32 << 20;
 /// Longest a received transaction waits for more before its batch is applied.
 pub const DEFAULT_MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
 /// Retry backoff after a transient error: first wait, doubled up to the cap.
@@ -245,8 +248,11 @@ struct Builder<'a> {
     /// The sink's checkpoint.
     applied: u64,
     client: RelayClient,
-    confirmed: u64,
+    /// The last offset the relay took a confirm of.
+    confirmed: Arc<AtomicU64>,
     confirmed_at: Option<Instant>,
+    /// A confirm in flight.
+    confirming: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Builder<'_> {
@@ -335,31 +341,48 @@ impl Builder<'_> {
             last_offset = batch.last_offset,
             "batch applied"
         );
-        if !matches!(self.confirmed_at, Some(t) if t.elapsed() < CONFIRM_INTERVAL) {
-            self.confirm().await;
+        if !matches!(self.confirmed_at, Some(t) if t.elapsed() < CONFIRM_INTERVAL)
+            && self.confirming.as_ref().is_none_or(|t| t.is_finished())
+        {
+            // In the background: the confirm's answer shares the connection
+            // with the subscription, whose unread batches can hold up the
+            // connection's flow-control window until the sink reads them.
+            self.confirming = self.confirm_call().map(tokio::spawn);
         }
         Ok(())
     }
 
-    /// Reports the sink's checkpoint to the relay; a failure is only logged
-    /// (retention keeps a little more until the next confirm).
+    /// Reports the sink's checkpoint to the relay, and waits for the answer
+    /// (at stop, once the subscription is gone).
     async fn confirm(&mut self) {
-        if self.cfg.subscriber.is_empty() || self.applied <= self.confirmed {
-            return;
+        if let Some(call) = self.confirm_call() {
+            call.await;
+        }
+    }
+
+    /// The confirm of the sink's checkpoint, if the relay lacks it; a failure
+    /// is only logged (retention keeps a little more until the next confirm).
+    fn confirm_call(&mut self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let applied = self.applied;
+        if self.cfg.subscriber.is_empty() || applied <= self.confirmed.load(Ordering::Relaxed) {
+            return None;
         }
         self.confirmed_at = Some(Instant::now());
-        let call = self
-            .client
-            .confirm(&self.cfg.stream, &self.cfg.subscriber, self.applied);
-        match tokio::time::timeout(CONFIRM_TIMEOUT, call).await {
-            Ok(Ok(())) => self.confirmed = self.applied,
-            Ok(Err(e)) => {
-                tracing::warn!(stream = %self.cfg.stream, error = %e, "confirm to the relay failed")
+        let client = self.client.clone();
+        let confirmed = Arc::clone(&self.confirmed);
+        let (stream, subscriber) = (self.cfg.stream.clone(), self.cfg.subscriber.clone());
+        Some(async move {
+            let call = client.confirm(&stream, &subscriber, applied);
+            match tokio::time::timeout(CONFIRM_TIMEOUT, call).await {
+                Ok(Ok(())) => {
+                    confirmed.fetch_max(applied, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %stream, error = %e, "confirm to the relay failed")
+                }
+                Err(_) => tracing::warn!(stream = %stream, "confirm to the relay timed out"),
             }
-            Err(_) => {
-                tracing::warn!(stream = %self.cfg.stream, "confirm to the relay timed out")
-            }
-        }
+        })
     }
 }
 
@@ -385,7 +408,13 @@ async fn session<S: Sink>(
         exclude: cfg.exclude.clone(),
         exclude_origins: cfg.exclude_origins.clone(),
         subscriber: cfg.subscriber.clone(),
-        compression: pb::Compression::Zstd,
+        // Compression pays on a network, not between processes of one
+        // machine, where it only costs both sides CPU.
+        compression: if cfg.relay.validate().is_ok_and(|t| t.dial.is_local()) {
+            pb::Compression::None
+        } else {
+            pb::Compression::Zstd
+        },
         max_batch_bytes: 0,
     };
     let sub = tokio::select! {
@@ -394,7 +423,7 @@ async fn session<S: Sink>(
     };
     tracing::info!(stream = %cfg.stream, sink = sink.name(), from, "applying");
     let (tx, mut rx) = mpsc::channel(READ_AHEAD);
-    let _reader = AbortOnDrop(tokio::spawn(read_ahead(sub, tx)));
+    let reader = AbortOnDrop(tokio::spawn(read_ahead(sub, tx)));
     let mut b = Builder {
         cfg,
         batch: Batch {
@@ -406,8 +435,9 @@ async fn session<S: Sink>(
         since: None,
         applied: checkpoint.offset,
         client,
-        confirmed: 0,
+        confirmed: Arc::new(AtomicU64::new(0)),
         confirmed_at: None,
+        confirming: None,
     };
     loop {
         let deadline = b.since.map(|t| t + cfg.max_batch_delay);
@@ -415,6 +445,10 @@ async fn session<S: Sink>(
             biased;
             () = stopped(stop) => {
                 b.flush(sink, stats, backoff).await?;
+                // The subscription goes first, so its unread batches no
+                // longer hold the connection's window the answer needs.
+                drop(reader);
+                drop(rx);
                 b.confirm().await;
                 return Ok(());
             }

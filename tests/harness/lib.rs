@@ -8,6 +8,9 @@
 //!
 //! - [`MariaDb`]: `mariadbd` with the binlog settings of [`MariaDbOptions`].
 //! - [`Postgres`]: a PostgreSQL cluster run as the `postgres` OS user.
+//! - [`Nats`]: `nats-server` with JetStream, its store in the temp dir.
+//! - [`replay`]: reads a JetStream stream back and replays change messages
+//!   into table state, to compare with a source's tables.
 //! - [`ServerProcess`]: the spawn/wait/kill plumbing both use; a new server
 //!   kind (NATS, MySQL) is a module that builds its command line, spawns it
 //!   with [`ServerProcess::spawn`] and polls readiness with [`wait_until`].
@@ -16,13 +19,16 @@
 //! `SKIPPED: <test>: <reason>` to stderr and returns.
 
 pub mod mariadb;
+pub mod nats;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod replay;
 
 use std::path::PathBuf;
 
 pub use mariadb::{MariaDb, MariaDbOptions};
+pub use nats::{Nats, NatsOptions};
 pub use ports::{free_port, port_is_free};
 pub use postgres::{Postgres, PostgresOptions};
 pub use process::{wait_until, ServerProcess};

@@ -267,3 +267,50 @@ fn servers_die_with_the_test_process() {
     .expect("server died with its test process");
     std::fs::remove_dir_all(&dir).expect("remove the helper's temp dir");
 }
+
+#[test]
+fn nats_jetstream_keeps_messages_across_kill9_and_cleans_up() {
+    use drc_tests::{Nats, NatsOptions};
+    if !Nats::available() {
+        skip!("nats-server is not installed");
+    }
+    let mut nats = Nats::start(NatsOptions::default()).expect("start nats-server");
+    let (port, dir) = (nats.port(), nats.dir().to_path_buf());
+    assert_eq!(nats.url(), format!("nats://127.0.0.1:{port}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let publish = |url: String| async move {
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "SMOKE".into(),
+            subjects: vec!["smoke.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+        js.publish("smoke.a", "one".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack")
+            .sequence
+    };
+    assert_eq!(rt.block_on(publish(nats.url())), 1);
+    let old_pid = nats.pid().expect("pid");
+    nats.kill9().expect("kill -9");
+    assert!(!nats.is_running() && !process_exists(old_pid));
+    nats.restart().expect("restart after kill -9");
+    assert_eq!(nats.port(), port);
+    // The store survived: the next message gets sequence 2.
+    assert_eq!(rt.block_on(publish(nats.url())), 2);
+    let msgs = rt
+        .block_on(drc_tests::replay::read_jetstream(&nats.url(), "SMOKE"))
+        .expect("read back");
+    assert_eq!(
+        msgs.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(),
+        vec![b"one".to_vec(), b"one".to_vec()]
+    );
+    let pid = nats.pid().expect("pid");
+    drop(nats);
+    assert_cleaned_up(pid, &dir, port);
+}

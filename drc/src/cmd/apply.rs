@@ -8,8 +8,8 @@
 //! subscriber = "apply-jsonl"          # the name the relay knows it by (retention, status)
 //! relay = { url = "http://127.0.0.1:7400", insecure_plaintext = true }
 //! include = ["shop.*"]                # optional; also exclude, exclude_origins
-//! max_batch_rows = 5000               # optional bounds of one sink batch
-//! max_batch_bytes = 8388608
+//! max_batch_rows = 20000              # optional bounds of one sink batch
+//! max_batch_bytes = 33554432
 //! max_batch_delay_ms = 200
 //! sink = { kind = "jsonl", path = "/var/lib/drc/out/a.shop.jsonl", max_file_bytes = 268435456 }
 //! ```
@@ -18,7 +18,9 @@
 //! settings (for `jsonl`: `path` — a file or `-` for standard output —,
 //! `max_file_bytes`, `checkpoint`; for `mysql`: `url`, `conflict_policy`,
 //! `origin`; for `postgres`: `url`, `conflict_policy`, `origin`,
-//! `on_unsupported_ddl`, `create_missing_tables`, `schema_map`). A pipeline that meets a definite error
+//! `on_unsupported_ddl`, `create_missing_tables`, `schema_map`; for `nats`:
+//! `url`, `jetstream_stream`, `subject`, `kv_bucket` and the rest of
+//! `NatsSinkConfig`). A pipeline that meets a definite error
 //! stops with it, and the others go on; the command exits non-zero once
 //! every pipeline has ended if any failed.
 
@@ -100,6 +102,10 @@ pub enum SinkConfig {
     /// A PostgreSQL database, exactly once (checkpoint in `drc.checkpoints`,
     /// types and DDL translated).
     Postgres(drc_apply::sink::postgres::PostgresSinkConfig),
+    /// NATS JetStream, at-least-once with stable message ids (checkpoint in
+    /// a key-value bucket).
+    /// (Boxed: its settings are much larger than the other sinks'.)
+    Nats(Box<drc_apply::sink::nats::NatsSinkConfig>),
 }
 
 impl SinkConfig {
@@ -108,6 +114,7 @@ impl SinkConfig {
             SinkConfig::Jsonl(_) => "jsonl",
             SinkConfig::Mysql(_) => "mysql",
             SinkConfig::Postgres(_) => "postgres",
+            SinkConfig::Nats(_) => "nats",
         }
     }
 }
@@ -172,6 +179,10 @@ pub fn validate(entries: &[ApplyConfig]) -> anyhow::Result<()> {
                 p.validate()
                     .map_err(|e| anyhow::anyhow!("apply[{i}].sink: {e}"))?;
             }
+            SinkConfig::Nats(n) => {
+                n.validate()
+                    .map_err(|e| anyhow::anyhow!("apply[{i}]: {e}"))?;
+            }
         }
     }
     Ok(())
@@ -196,6 +207,10 @@ async fn run_one(entry: ApplyConfig, stop: watch::Receiver<bool>) -> anyhow::Res
         }
         SinkConfig::Postgres(p) => {
             let mut sink = drc_apply::sink::postgres::PostgresSink::connect(p).await?;
+            Ok(applier::run(cfg, &mut sink, stop).await?)
+        }
+        SinkConfig::Nats(n) => {
+            let mut sink = drc_apply::sink::nats::NatsSink::new(*n)?;
             Ok(applier::run(cfg, &mut sink, stop).await?)
         }
     }

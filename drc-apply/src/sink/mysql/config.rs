@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::conflict::ConflictPolicy;
+use super::meta::TriggerPolicy;
 use crate::error::{ApplyError, Result};
 
 /// Longest `origin` name: the width of `drc.checkpoints.origin`.
@@ -11,12 +12,26 @@ pub const MAX_ORIGIN_LEN: usize = 200;
 /// Default conflict policy: stop the stream at the first conflict.
 pub const DEFAULT_CONFLICT_POLICY: ConflictPolicy = ConflictPolicy::Fail;
 
+/// Default number of connections that apply groups at once.
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// Default row changes per group (one target transaction) when applying in
+/// parallel.
+pub const DEFAULT_GROUP_ROWS: usize = 500;
+
+/// Most connections `parallel` may ask for.
+pub const MAX_PARALLEL: usize = 64;
+
 /// Settings of a [`super::MySqlSink`].
 ///
 /// ```toml
 /// url = "mysql://drc:secret@db-b.internal:3306"
 /// conflict_policy = "fail"   # fail | overwrite | ignore
 /// origin = "region-a"        # optional
+/// parallel = 4               # connections applying at once (1: one after another)
+/// group_rows = 500           # row changes per target transaction when parallel
+/// check_before_image = true  # an UPDATE/DELETE must find the before image
+/// triggers = "guard"         # guard | fire | fail
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +54,38 @@ pub struct MySqlSinkConfig {
     /// stream's name. At most 200 characters.
     #[serde(default)]
     pub origin: Option<String>,
+    /// Connections that apply independent groups of transactions at once
+    /// (1: one group after another on one connection). Default 4.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+    /// Row changes per group (one target transaction) when `parallel` > 1; a
+    /// larger source transaction makes a group alone. Default 500.
+    #[serde(default = "default_group_rows")]
+    pub group_rows: usize,
+    /// Whether an UPDATE or DELETE must find the row as its before image says
+    /// (primary key and every comparable column): a target row changed since
+    /// is then a `differs` conflict. Off: rows are found by primary key alone.
+    /// Default on.
+    #[serde(default = "default_true")]
+    pub check_before_image: bool,
+    /// What to do with triggers on the tables the sink writes: `guard`
+    /// (default: rewrite each so it does not fire for the sink's writes),
+    /// `fire` (leave them; they write again what the stream carries) or
+    /// `fail` (stop the stream and say so).
+    #[serde(default)]
+    pub triggers: TriggerPolicy,
+}
+
+fn default_parallel() -> usize {
+    DEFAULT_PARALLEL
+}
+
+fn default_group_rows() -> usize {
+    DEFAULT_GROUP_ROWS
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_conflict_policy() -> ConflictPolicy {
@@ -52,6 +99,10 @@ impl MySqlSinkConfig {
             url: url.into(),
             conflict_policy: DEFAULT_CONFLICT_POLICY,
             origin: None,
+            parallel: DEFAULT_PARALLEL,
+            group_rows: DEFAULT_GROUP_ROWS,
+            check_before_image: true,
+            triggers: TriggerPolicy::Guard,
         }
     }
 
@@ -77,6 +128,17 @@ impl MySqlSinkConfig {
                     "mysql sink: `origin` is longer than {MAX_ORIGIN_LEN} characters"
                 )));
             }
+        }
+        if self.parallel == 0 || self.parallel > MAX_PARALLEL {
+            return Err(ApplyError::Config(format!(
+                "mysql sink: `parallel` = {} is out of range; use 1 to {MAX_PARALLEL} (default {DEFAULT_PARALLEL})",
+                self.parallel
+            )));
+        }
+        if self.group_rows == 0 {
+            return Err(ApplyError::Config(format!(
+                "mysql sink: `group_rows` must be at least 1 (default {DEFAULT_GROUP_ROWS})"
+            )));
         }
         Ok(())
     }
@@ -112,6 +174,12 @@ mod tests {
         c.origin = Some(String::new());
         assert!(c.validate().is_err());
         c.origin = Some("x".repeat(MAX_ORIGIN_LEN + 1));
+        assert!(c.validate().is_err());
+        let mut c = MySqlSinkConfig::new("mysql://u@h");
+        c.parallel = 0;
+        assert!(c.validate().is_err());
+        c.parallel = 1;
+        c.group_rows = 0;
         assert!(c.validate().is_err());
     }
 }

@@ -1,24 +1,28 @@
 //! The MySQL/MariaDB sink: applies a stream to a MySQL or MariaDB server,
-//! exactly once.
+//! exactly once, on several connections at a time.
 //!
-//! # One target transaction per batch
+//! # Target transactions and the checkpoint
 //!
-//! [`MySqlSink::apply`] opens one target transaction, locks the stream's row
-//! of `drc.checkpoints` (`SELECT ... FOR UPDATE`), skips every transaction
-//! at or below the stored offset (so a batch that is delivered again is
-//! harmless, and two appliers of one stream take turns), applies the rest in
-//! source commit order, writes `batch.last_offset` and the last transaction's
-//! source position into `drc.checkpoints`, and commits. A crash or a lost
-//! connection at any moment leaves either the whole batch with its
-//! checkpoint or nothing of it. Committed means durable as far as the
-//! target's settings make commits durable (`innodb_flush_log_at_trx_commit=1`).
+//! A batch from the applier is cut at each DDL into runs of source
+//! transactions. Each run is cut into **groups** (whole source transactions,
+//! up to `group_rows` row changes each); a group is one target transaction
+//! that also writes the stream's row of `drc.checkpoints` (offset, source
+//! position, origin). With `parallel` > 1, groups that touch disjoint keys
+//! run at once on that many connections and commit in stream order; see
+//! [`parallel`] for the scheme (dependency keys from primary keys, unique
+//! keys and foreign keys; in-order commit; compare-and-set checkpoint; a
+//! fall-back to one connection when the keys were not enough). A crash or a
+//! lost connection at any moment leaves a prefix of the groups committed,
+//! each with its checkpoint, and nothing of the others; a batch delivered
+//! again skips what the stored checkpoint covers. Committed means durable
+//! as far as the target's settings make commits durable
+//! (`innodb_flush_log_at_trx_commit=1`).
 //!
 //! # DDL
 //!
-//! DDL commits implicitly in MySQL and MariaDB, so a batch is split at each
-//! DDL: the open transaction is committed with a checkpoint at the offset
-//! before the DDL, the DDL runs (after `USE` of its default database), and
-//! its own checkpoint follows in a small transaction of its own. A crash
+//! DDL commits implicitly in MySQL and MariaDB, so it runs alone, after every
+//! group before it has committed: `USE` of its default database, the
+//! statement, then its own checkpoint in a small transaction. A crash
 //! between the DDL and that checkpoint replays the DDL: when the DDL is the
 //! first transaction after the stored checkpoint, the errors that mean "done
 //! already" (database, table, column or key exists or is gone:
@@ -27,26 +31,35 @@
 //!
 //! # Rows
 //!
-//! - Runs of INSERTs into one table with the same columns become multi-row
-//!   `INSERT` statements (bounded by [`MAX_ROWS_PER_INSERT`] and the
-//!   target's `max_allowed_packet`).
-//! - UPDATE sets every column of the after image and DELETE removes the row,
-//!   both matched by the primary key of the before image (or, for tables
-//!   without one, every comparable column of the before image with NULL-safe
-//!   `<=>`, `LIMIT 1`).
-//! - Generated columns (known from the target's `information_schema`,
-//!   cached per table until the next DDL) are never written or matched.
-//! - Values are exact literals (see [`sql`]); the session uses
-//!   `sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (a zero in
-//!   an AUTO_INCREMENT column stays zero, zero dates are allowed) and
-//!   `time_zone = '+00:00'` (TIMESTAMP values are UTC seconds).
-//! - Foreign key checks stay on: applying in source commit order satisfies
-//!   them.
-//! - Changes of the `drc` schema in a stream are skipped: they are another
-//!   region's bookkeeping.
+//! See [`write`]: multi-row `INSERT`s (bounded by rows and the target's
+//! `max_allowed_packet`), UPDATE and DELETE by primary key plus the before
+//! image (`check_before_image`), or the whole before image `LIMIT 1` for
+//! tables without a key, sent as multi-statement packets whose row counts
+//! are checked. Generated columns (from the target's `information_schema`,
+//! cached per table until the next DDL) are never written or matched.
+//! Values are exact literals (see [`sql`]); sessions use
+//! `sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (a zero in an
+//! AUTO_INCREMENT column stays zero, zero dates are allowed) and
+//! `time_zone = '+00:00'` (TIMESTAMP values are UTC seconds). Changes of the
+//! `drc` schema in a stream are skipped: they are another region's
+//! bookkeeping.
 //!
-//! Conflicts (a missing row, a taken key) follow the configured policy; see
-//! [`conflict`].
+//! Foreign key checks stay on: a child row is never applied before the
+//! parent row it references (the dependency keys hold the reference), and
+//! within one connection changes follow the source order.
+//!
+//! # Triggers
+//!
+//! The source's binlog already carries every row its triggers wrote. Every
+//! sink session sets `@drc_apply = 1`, and under the default trigger policy
+//! `guard` the sink rewrites each trigger of a table before its first write
+//! into it so that the body runs only when `@drc_apply` is not set (see
+//! [`meta::TriggerPolicy`]): local writes fire it, replicated rows do not.
+//! The rewrite runs with `sql_log_bin = 0` where the sink's user may set it
+//! (else it reaches the target's binlog like any DDL).
+//!
+//! Conflicts (a missing row, a taken key, a row that differs from the before
+//! image) follow the configured policy; see [`conflict`].
 //!
 //! # The target's own binlog
 //!
@@ -58,10 +71,6 @@
 //!
 //! # Known limits
 //!
-//! - Triggers on the target fire for applied rows. A target that replicates
-//!   into tables its triggers also write gets those writes twice; drop or
-//!   guard such triggers on the target (MySQL and MariaDB offer no
-//!   per-session switch outside their own replication threads).
 //! - An UPDATE that changes unique keys of several rows in one source
 //!   statement (e.g. swapping two values) can hit a duplicate key when
 //!   applied row by row.
@@ -69,39 +78,42 @@
 //! # Errors
 //!
 //! A lost connection, a deadlock, a lock wait timeout or a read-only target
-//! is [`ApplyError::Transient`]: the batch was rolled back and the applier
-//! retries from the checkpoint. A change the target refuses is
+//! is [`ApplyError::Transient`]: the open groups were rolled back and the
+//! applier retries from the checkpoint. A change the target refuses is
 //! [`ApplyError::Definite`] with its offset. Error messages name the
 //! statement kind, table and server error code, never row values.
 
 pub mod checkpoint;
 pub mod config;
 pub mod conflict;
+pub mod keys;
+pub mod meta;
+pub mod parallel;
 pub mod sql;
+pub mod write;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use drc_proto::v1 as pb;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
-use pb::value::Kind;
 
 use crate::error::{ApplyError, Result};
 use crate::sink::{Batch, Checkpoint, Sink, SinkGuarantees};
 
 pub use config::MySqlSinkConfig;
-use conflict::ConflictRecord;
 pub use conflict::{ConflictKind, ConflictPolicy};
-use sql::{ColVal, Flavor};
+use meta::{MetaCache, TriggerPolicy};
+use parallel::{begin, commit};
+use sql::Flavor;
+use write::{Ctx, Writer};
+
+pub use write::MAX_ROWS_PER_INSERT;
 
 /// The sink's name in logs and errors.
 pub const SINK_NAME: &str = "mysql";
 
-/// Most rows in one multi-row INSERT.
-pub const MAX_ROWS_PER_INSERT: usize = 1000;
-
-/// Most bytes of one multi-row INSERT (also kept under the target's
+/// Most bytes of one statement packet (also kept under the target's
 /// `max_allowed_packet`); a single row larger than this is sent alone.
 pub const MAX_STATEMENT_BYTES: usize = 8 << 20;
 
@@ -109,14 +121,12 @@ pub const MAX_STATEMENT_BYTES: usize = 8 << 20;
 const PACKET_MARGIN: usize = 4096;
 
 /// Session settings of every connection of the sink.
-const SESSION_SETUP: [&str; 3] = [
+const SESSION_SETUP: [&str; 4] = [
     "SET NAMES utf8mb4",
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     "SET SESSION time_zone = '+00:00'",
+    "SET @drc_apply = 1",
 ];
-
-/// `ER_DUP_ENTRY`.
-const ER_DUP_ENTRY: u16 = 1062;
 
 /// `ER_BAD_DB_ERROR`: unknown database.
 const ER_BAD_DB_ERROR: u16 = 1049;
@@ -139,13 +149,33 @@ const TRANSIENT_CODES: [u16; 11] = [
 pub struct MySqlSink {
     config: MySqlSinkConfig,
     opts: Opts,
-    /// Taken out while a call uses it: a call that is cancelled midway drops
-    /// the connection, and the server rolls back its open transaction.
+    /// The control connection: checkpoints, DDL, metadata, and the groups
+    /// when there is one connection. Taken out while a call uses it: a call
+    /// that is cancelled midway drops the connection, and the server rolls
+    /// back its open transaction.
     conn: Option<Conn>,
+    /// The parallel workers' connections (`parallel` > 1), opened on first
+    /// use and dropped after any failure.
+    workers: Vec<Conn>,
     flavor: Flavor,
     max_statement_bytes: usize,
-    /// Generated columns (lowercase names) per (schema, table).
-    generated: HashMap<(String, String), Arc<HashSet<String>>>,
+    meta: MetaCache,
+    stats: MySqlSinkStats,
+}
+
+/// What a sink has done since it connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MySqlSinkStats {
+    /// Groups (target transactions) committed by parallel workers.
+    pub parallel_groups: u64,
+    /// Groups committed on the one control connection.
+    pub serial_groups: u64,
+    /// Parallel groups that hit a surprise ahead of their turn and ran again
+    /// at their turn (see [`parallel`]).
+    pub redone_groups: u64,
+    /// Parallel groups that gave up their locks while waiting for their turn
+    /// and ran again at their turn.
+    pub yielded_groups: u64,
 }
 
 impl std::fmt::Debug for MySqlSink {
@@ -154,17 +184,10 @@ impl std::fmt::Debug for MySqlSink {
         f.debug_struct("MySqlSink")
             .field("flavor", &self.flavor)
             .field("conflict_policy", &self.config.conflict_policy)
+            .field("parallel", &self.config.parallel)
             .field("connected", &self.conn.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// Where a change comes from, for errors and conflict records.
-#[derive(Debug, Clone, Copy)]
-struct Ctx<'a> {
-    stream: &'a str,
-    offset: u64,
-    gtid: &'a str,
 }
 
 impl MySqlSink {
@@ -181,11 +204,16 @@ impl MySqlSink {
             config,
             opts,
             conn: None,
+            workers: Vec::new(),
             flavor: Flavor::MySql,
             max_statement_bytes: MAX_STATEMENT_BYTES,
-            generated: HashMap::new(),
+            meta: MetaCache::default(),
+            stats: MySqlSinkStats::default(),
         };
-        let conn = sink.open().await?;
+        let mut conn = sink.open().await?;
+        checkpoint::ensure_schema(&mut conn)
+            .await
+            .map_err(|e| classify(e, None, "create the drc schema"))?;
         sink.conn = Some(conn);
         Ok(sink)
     }
@@ -193,6 +221,11 @@ impl MySqlSink {
     /// The configuration the sink runs with.
     pub fn config(&self) -> &MySqlSinkConfig {
         &self.config
+    }
+
+    /// What the sink has done since it connected.
+    pub fn stats(&self) -> MySqlSinkStats {
+        self.stats
     }
 
     /// Whether the target is MariaDB (else MySQL).
@@ -229,10 +262,27 @@ impl MySqlSink {
                 );
             }
         }
-        checkpoint::ensure_schema(&mut conn)
-            .await
-            .map_err(|e| classify(e, None, "create the drc schema"))?;
         Ok(conn)
+    }
+
+    /// Opens the parallel workers' connections that are missing.
+    async fn open_workers(&mut self) -> Result<()> {
+        while self.workers.len() < self.config.parallel {
+            let mut conn = self.open().await?;
+            for stmt in [
+                format!(
+                    "SET SESSION innodb_lock_wait_timeout = {}",
+                    parallel::WORKER_LOCK_WAIT_S
+                ),
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_string(),
+            ] {
+                conn.query_drop(stmt)
+                    .await
+                    .map_err(|e| classify(e, None, "worker session setup"))?;
+            }
+            self.workers.push(conn);
+        }
+        Ok(())
     }
 
     async fn take_conn(&mut self) -> Result<Conn> {
@@ -243,11 +293,29 @@ impl MySqlSink {
     }
 
     /// Ends a failed call: rolls back and keeps the connection if it still
-    /// works, else drops it (the next call reconnects).
+    /// works, else drops it (the next call reconnects). Worker connections
+    /// are dropped, which rolls back whatever they held.
     async fn recover(&mut self, mut conn: Conn) {
+        self.workers.clear();
         if conn.query_drop("ROLLBACK").await.is_ok() {
             self.conn = Some(conn);
         }
+    }
+
+    fn writer(&self) -> Writer<'_> {
+        Writer {
+            config: &self.config,
+            flavor: self.flavor,
+            max_statement_bytes: self.max_statement_bytes,
+            meta: &self.meta,
+        }
+    }
+
+    fn origin(&self, stream: &str) -> String {
+        self.config
+            .origin
+            .clone()
+            .unwrap_or_else(|| stream.to_owned())
     }
 
     async fn apply_batch(&mut self, conn: &mut Conn, batch: &Batch) -> Result<()> {
@@ -263,66 +331,167 @@ impl MySqlSink {
             });
         }
         let stream = batch.stream.as_str();
-        let origin = self
-            .config
-            .origin
-            .clone()
-            .unwrap_or_else(|| stream.to_owned());
-        let bookkeeping = |e| classify(e, None, "drc.checkpoints");
-
-        begin(conn).await?;
-        let stored = checkpoint::read(conn, stream, true)
-            .await
-            .map_err(bookkeeping)?
-            .offset;
+        let mut stored = read_checkpoint(conn, stream).await?;
         if batch.last_offset <= stored {
-            commit(conn).await?;
             return Ok(());
         }
-        let mut last_pos: Option<&pb::SourcePosition> = None;
-        // Whether the open target transaction holds applied transactions.
-        let mut open_work = false;
+        let pending: Vec<(u64, &pb::Transaction)> = batch
+            .offsets
+            .iter()
+            .copied()
+            .zip(&batch.transactions)
+            .filter(|(o, _)| *o > stored)
+            .collect();
         // Whether a transaction of this batch has been applied: a DDL before
         // any may be the replay of one applied just before a crash.
         let mut applied_any = false;
-        for (&offset, txn) in batch.offsets.iter().zip(&batch.transactions) {
-            if offset <= stored {
+        let mut i = 0;
+        while i < pending.len() {
+            let (offset, txn) = pending[i];
+            if let Some(ddl) = txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty()) {
+                let checkpoint = if i + 1 == pending.len() {
+                    batch.last_offset
+                } else {
+                    offset
+                };
+                self.apply_ddl(
+                    conn,
+                    stream,
+                    offset,
+                    txn,
+                    ddl,
+                    stored,
+                    checkpoint,
+                    !applied_any,
+                )
+                .await?;
+                stored = checkpoint;
+                applied_any = true;
+                i += 1;
                 continue;
             }
-            let ctx = Ctx {
-                stream,
-                offset,
-                gtid: txn.position.as_ref().map_or("", |p| p.gtid.as_str()),
-            };
-            let ddl = txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty());
-            if let Some(ddl) = ddl {
-                if open_work {
-                    checkpoint::write(conn, stream, offset - 1, last_pos, &origin)
-                        .await
-                        .map_err(bookkeeping)?;
-                }
-                commit(conn).await?;
-                self.exec_ddl(conn, ddl, offset, !applied_any).await?;
-                self.generated.clear();
-                begin(conn).await?;
-                self.apply_changes(conn, ctx, &txn.changes).await?;
-                last_pos = txn.position.as_ref().or(last_pos);
-                checkpoint::write(conn, stream, offset, last_pos, &origin)
-                    .await
-                    .map_err(bookkeeping)?;
-                commit(conn).await?;
-                begin(conn).await?;
-                open_work = false;
+            let end = pending[i..]
+                .iter()
+                .position(|(_, t)| {
+                    t.ddl
+                        .as_ref()
+                        .is_some_and(|d| !d.statement.trim().is_empty())
+                })
+                .map_or(pending.len(), |n| i + n);
+            let last_checkpoint = if end == pending.len() {
+                batch.last_offset
             } else {
-                self.apply_changes(conn, ctx, &txn.changes).await?;
-                last_pos = txn.position.as_ref().or(last_pos);
-                open_work = true;
-            }
+                pending[end - 1].0
+            };
+            stored = self
+                .apply_run(conn, stream, &pending[i..end], stored, last_checkpoint)
+                .await?;
             applied_any = true;
+            i = end;
         }
-        checkpoint::write(conn, stream, batch.last_offset, last_pos, &origin)
-            .await
-            .map_err(bookkeeping)?;
+        if stored < batch.last_offset {
+            // Only offsets filtered out (or already applied) remain.
+            begin(conn).await?;
+            let origin = self.origin(stream);
+            cas_checkpoint(conn, stream, stored).await?;
+            checkpoint::write(conn, stream, batch.last_offset, None, &origin)
+                .await
+                .map_err(|e| classify(e, None, "drc.checkpoints"))?;
+            commit(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a run of transactions without DDL, in groups, and returns the
+    /// checkpoint it ends at (`last_checkpoint`).
+    async fn apply_run(
+        &mut self,
+        conn: &mut Conn,
+        stream: &str,
+        run: &[(u64, &pb::Transaction)],
+        stored: u64,
+        last_checkpoint: u64,
+    ) -> Result<u64> {
+        self.resolve_tables(conn, run).await?;
+        let origin = self.origin(stream);
+        let mut parallel = self.config.parallel > 1;
+        if parallel {
+            if let Err(e) = self.open_workers().await {
+                // Apply on one connection meanwhile (too many connections on
+                // the target, say); the next run tries again.
+                tracing::warn!(error = %e, "mysql sink: cannot open the parallel connections; applying on one");
+                self.workers.clear();
+                parallel = false;
+            }
+        }
+        let groups_rows = if parallel {
+            self.config.group_rows
+        } else {
+            usize::MAX
+        };
+        let groups = parallel::groups(run, groups_rows, last_checkpoint, &self.meta);
+        let writer = Writer {
+            config: &self.config,
+            flavor: self.flavor,
+            max_statement_bytes: self.max_statement_bytes,
+            meta: &self.meta,
+        };
+        let conns = if parallel {
+            &mut self.workers[..]
+        } else {
+            std::slice::from_mut(conn)
+        };
+        match parallel::run(writer, conns, stream, &origin, &groups, stored).await {
+            Ok(run) => {
+                let n = groups.len() as u64;
+                if parallel {
+                    self.stats.parallel_groups += n;
+                } else {
+                    self.stats.serial_groups += n;
+                }
+                self.stats.redone_groups += run.redone;
+                self.stats.yielded_groups += run.yielded;
+                Ok(last_checkpoint)
+            }
+            Err(e) => {
+                self.workers.clear();
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_ddl(
+        &mut self,
+        conn: &mut Conn,
+        stream: &str,
+        offset: u64,
+        txn: &pb::Transaction,
+        ddl: &pb::Ddl,
+        stored: u64,
+        checkpoint_offset: u64,
+        may_be_replay: bool,
+    ) -> Result<()> {
+        self.exec_ddl(conn, ddl, offset, may_be_replay).await?;
+        self.meta.clear();
+        let origin = self.origin(stream);
+        begin(conn).await?;
+        if !txn.changes.is_empty() {
+            self.resolve_tables(conn, &[(offset, txn)]).await?;
+            self.writer()
+                .apply_slow(conn, Ctx::of(stream, offset, txn), &txn.changes)
+                .await?;
+        }
+        cas_checkpoint(conn, stream, stored).await?;
+        checkpoint::write(
+            conn,
+            stream,
+            checkpoint_offset,
+            txn.position.as_ref(),
+            &origin,
+        )
+        .await
+        .map_err(|e| classify(e, None, "drc.checkpoints"))?;
         commit(conn).await
     }
 
@@ -374,325 +543,157 @@ impl MySqlSink {
         }
     }
 
-    async fn generated_columns(
+    /// Reads what the sink must know of every table `txns` write (see
+    /// [`meta`]) and guards their triggers, once per table until the next
+    /// DDL. Runs outside any transaction.
+    async fn resolve_tables(
+        &mut self,
+        conn: &mut Conn,
+        txns: &[(u64, &pb::Transaction)],
+    ) -> Result<()> {
+        let mut missing: BTreeSet<(&str, &str, u64)> = BTreeSet::new();
+        for (offset, txn) in txns {
+            for c in &txn.changes {
+                if !c.schema.eq_ignore_ascii_case(checkpoint::SCHEMA)
+                    && !self.meta.contains(&c.schema, &c.table)
+                    && !missing
+                        .iter()
+                        .any(|(s, t, _)| *s == c.schema && *t == c.table)
+                {
+                    missing.insert((&c.schema, &c.table, *offset));
+                }
+            }
+        }
+        for (schema, table, offset) in missing {
+            let m = meta::load(conn, schema, table).await.map_err(|e| {
+                classify(
+                    e,
+                    Some(offset),
+                    &format!("read the definition of {schema}.{table}"),
+                )
+            })?;
+            self.handle_triggers(conn, schema, table, offset).await?;
+            self.meta.insert(schema, table, m);
+        }
+        Ok(())
+    }
+
+    async fn handle_triggers(
         &mut self,
         conn: &mut Conn,
         schema: &str,
         table: &str,
-    ) -> Result<Arc<HashSet<String>>> {
-        let key = (schema.to_owned(), table.to_owned());
-        if let Some(set) = self.generated.get(&key) {
-            return Ok(Arc::clone(set));
-        }
-        let names: Vec<String> = conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IFNULL(GENERATION_EXPRESSION, '') <> ''",
-                (schema, table),
-            )
-            .await
-            .map_err(|e| classify(e, None, "read generated columns"))?;
-        let set = Arc::new(
-            names
-                .into_iter()
-                .map(|n| n.to_lowercase())
-                .collect::<HashSet<_>>(),
-        );
-        self.generated.insert(key, Arc::clone(&set));
-        Ok(set)
-    }
-
-    async fn apply_changes(
-        &mut self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        changes: &[pb::RowChange],
+        offset: u64,
     ) -> Result<()> {
-        let mut i = 0;
-        while i < changes.len() {
-            let c = &changes[i];
-            if c.schema.eq_ignore_ascii_case(checkpoint::SCHEMA) {
-                i += 1;
-                continue;
-            }
-            match c.op() {
-                pb::Op::Insert => {
-                    let mut end = i + 1;
-                    while end < changes.len() && same_insert_shape(c, &changes[end]) {
-                        end += 1;
-                    }
-                    self.insert_run(conn, ctx, &changes[i..end]).await?;
-                    i = end;
-                }
-                pb::Op::Update => {
-                    self.update(conn, ctx, c).await?;
-                    i += 1;
-                }
-                pb::Op::Delete => {
-                    self.delete(conn, ctx, c).await?;
-                    i += 1;
-                }
-                pb::Op::Unspecified => {
-                    return Err(definite(
-                        ctx,
-                        format!("row change on {}.{} has no operation", c.schema, c.table),
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn insert_run(
-        &mut self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        run: &[pb::RowChange],
-    ) -> Result<()> {
-        let Some(first) = run.first() else {
+        let policy = self.config.triggers;
+        if policy == TriggerPolicy::Fire {
             return Ok(());
-        };
-        let table = sql::table_ref(&first.schema, &first.table);
-        let generated = self
-            .generated_columns(conn, &first.schema, &first.table)
-            .await?;
-        let after = image(ctx, first, first.after.as_ref(), "after")?;
-        let cols = written_columns(ctx, first, after, &generated)?;
-        let names: Vec<&str> = cols
-            .iter()
-            .map(|&i| first.columns[i].name.as_str())
-            .collect();
-        let head = sql::insert_head(&table, &names);
-        let mut start = 0;
-        while start < run.len() {
-            let mut stmt = head.clone();
-            let mut end = start;
-            let mut row = String::new();
-            while end < run.len() && end - start < MAX_ROWS_PER_INSERT {
-                row.clear();
-                let after = image(ctx, &run[end], run[end].after.as_ref(), "after")?;
-                sql::push_row(
-                    &mut row,
-                    cols.iter().map(|&i| value_kind(after, i)),
-                    self.flavor,
-                )
-                .map_err(|m| definite(ctx, format!("insert into {table}: {m}")))?;
-                if end > start && stmt.len() + row.len() + 2 > self.max_statement_bytes {
-                    break;
-                }
-                if end > start {
-                    stmt.push_str(", ");
-                }
-                stmt.push_str(&row);
-                end += 1;
-            }
-            match conn.query_drop(stmt).await {
-                Ok(()) => {}
-                Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
-                    if self.config.conflict_policy == ConflictPolicy::Fail {
-                        return Err(conflict_error(ctx, first, ConflictKind::Duplicate));
-                    }
-                    // The statement was rolled back as a whole: find the
-                    // taken keys row by row.
-                    for change in &run[start..end] {
-                        self.insert_one(conn, ctx, change, &head, &cols).await?;
-                    }
-                }
-                Err(e) => return Err(row_error(e, ctx, "insert into", &table)),
-            }
-            start = end;
         }
-        Ok(())
-    }
-
-    async fn insert_one(
-        &mut self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        change: &pb::RowChange,
-        head: &str,
-        cols: &[usize],
-    ) -> Result<()> {
-        let table = sql::table_ref(&change.schema, &change.table);
-        let after = image(ctx, change, change.after.as_ref(), "after")?;
-        let mut stmt = head.to_owned();
-        sql::push_row(
-            &mut stmt,
-            cols.iter().map(|&i| value_kind(after, i)),
-            self.flavor,
-        )
-        .map_err(|m| definite(ctx, format!("insert into {table}: {m}")))?;
-        match conn.query_drop(stmt).await {
-            Ok(()) => Ok(()),
-            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
-                self.conflict(conn, ctx, change, ConflictKind::Duplicate)
-                    .await
-            }
-            Err(e) => Err(row_error(e, ctx, "insert into", &table)),
-        }
-    }
-
-    async fn update(&mut self, conn: &mut Conn, ctx: Ctx<'_>, c: &pb::RowChange) -> Result<()> {
-        let table = sql::table_ref(&c.schema, &c.table);
-        let generated = self.generated_columns(conn, &c.schema, &c.table).await?;
-        let before = image(ctx, c, c.before.as_ref(), "before")?;
-        let after = image(ctx, c, c.after.as_ref(), "after")?;
-        let set: Vec<ColVal<'_>> = written_columns(ctx, c, after, &generated)?
-            .into_iter()
-            .map(|i| ColVal {
-                name: &c.columns[i].name,
-                kind: value_kind(after, i),
-            })
-            .collect();
-        let (key, limit_one) = match_key(ctx, c, before, &generated)?;
-        let stmt = sql::update(&table, &set, &key, limit_one, self.flavor)
-            .map_err(|m| definite(ctx, format!("update {table}: {m}")))?;
-        match conn.query_drop(stmt).await {
-            Ok(()) if conn.affected_rows() == 0 => {
-                self.conflict(conn, ctx, c, ConflictKind::Missing).await
-            }
-            Ok(()) => Ok(()),
-            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
-                self.conflict(conn, ctx, c, ConflictKind::Duplicate).await
-            }
-            Err(e) => Err(row_error(e, ctx, "update", &table)),
-        }
-    }
-
-    async fn delete(&mut self, conn: &mut Conn, ctx: Ctx<'_>, c: &pb::RowChange) -> Result<()> {
-        let table = sql::table_ref(&c.schema, &c.table);
-        let generated = self.generated_columns(conn, &c.schema, &c.table).await?;
-        let before = image(ctx, c, c.before.as_ref(), "before")?;
-        let (key, limit_one) = match_key(ctx, c, before, &generated)?;
-        let stmt = sql::delete(&table, &key, limit_one, self.flavor)
-            .map_err(|m| definite(ctx, format!("delete from {table}: {m}")))?;
-        match conn.query_drop(stmt).await {
-            Ok(()) if conn.affected_rows() == 0 => {
-                self.conflict(conn, ctx, c, ConflictKind::Missing).await
-            }
-            Ok(()) => Ok(()),
-            Err(e) => Err(row_error(e, ctx, "delete from", &table)),
-        }
-    }
-
-    /// Handles a conflict under the configured policy (see [`conflict`]).
-    async fn conflict(
-        &mut self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        c: &pb::RowChange,
-        kind: ConflictKind,
-    ) -> Result<()> {
-        let policy = self.config.conflict_policy;
-        if policy == ConflictPolicy::Fail {
-            return Err(conflict_error(ctx, c, kind));
-        }
-        let table = sql::table_ref(&c.schema, &c.table);
-        let target_image = if kind == ConflictKind::Duplicate {
-            self.target_image(conn, ctx, c).await?
-        } else {
-            None
-        };
-        let mut message = format!(
-            "{} {} on {}.{}",
-            conflict::op_name(c.op()),
-            kind.as_str(),
-            c.schema,
-            c.table
-        );
-        if policy == ConflictPolicy::Overwrite {
-            match (c.op(), kind) {
-                (pb::Op::Insert, ConflictKind::Duplicate)
-                | (pb::Op::Update, ConflictKind::Missing) => {
-                    self.upsert_after(conn, ctx, c).await?;
-                    message.push_str(": after image written");
-                }
-                (pb::Op::Update, ConflictKind::Duplicate) => {
-                    message.push_str(": update skipped (another row holds the key)");
-                }
-                _ => message.push_str(": nothing to do"),
-            }
-        } else {
-            message.push_str(": skipped");
-        }
-        tracing::warn!(offset = ctx.offset, table = %table, kind = kind.as_str(), policy = policy.as_str(), "mysql sink: conflict");
-        let rec = ConflictRecord {
-            stream: ctx.stream,
-            offset: ctx.offset,
-            gtid: ctx.gtid,
-            change: c,
-            kind,
-            policy,
-            target_image,
-            message,
-        };
-        conflict::record(conn, &rec)
+        let what = format!("read the triggers of {schema}.{table}");
+        let triggers = meta::unguarded_triggers(conn, schema, table)
             .await
-            .map_err(|e| classify(e, Some(ctx.offset), "record a conflict in drc.conflicts"))
-    }
-
-    /// The target row holding the after image's primary key, if the table
-    /// has one and the row exists.
-    async fn target_image(
-        &mut self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        c: &pb::RowChange,
-    ) -> Result<Option<serde_json::Value>> {
-        let Some(after) = c.after.as_ref() else {
-            return Ok(None);
-        };
-        if c.primary_key.is_empty() {
-            return Ok(None);
+            .map_err(|e| classify(e, Some(offset), &what))?;
+        if triggers.is_empty() {
+            return Ok(());
         }
-        let mut key = Vec::with_capacity(c.primary_key.len());
-        for &i in &c.primary_key {
-            let i = i as usize;
-            let (Some(col), Some(kind)) = (
-                c.columns.get(i),
-                after.values.get(i).and_then(|v| v.kind.as_ref()),
-            ) else {
-                return Ok(None);
-            };
-            key.push(ColVal {
-                name: &col.name,
-                kind,
+        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+        if policy == TriggerPolicy::Fail {
+            return Err(ApplyError::Definite {
+                sink: SINK_NAME.into(),
+                offset,
+                message: format!(
+                    "{schema}.{table} has triggers ({}) that would write again what the stream \
+                     already carries; set the sink's `triggers = \"guard\"` to let the sink guard \
+                     them, or `\"fire\"` to let them fire",
+                    names.join(", ")
+                ),
             });
         }
-        let table = sql::table_ref(&c.schema, &c.table);
-        let stmt = sql::select_one(&table, &key, self.flavor)
-            .map_err(|m| definite(ctx, format!("select from {table}: {m}")))?;
-        let row: Option<mysql_async::Row> = conn
-            .query_first(stmt)
-            .await
-            .map_err(|e| row_error(e, ctx, "select from", &table))?;
-        Ok(row.as_ref().map(conflict::target_row_json))
+        // Keep the guard out of the target's binlog where allowed: it is this
+        // target's own business, not a change to replicate.
+        let quiet = conn.query_drop("SET SESSION sql_log_bin = 0").await.is_ok();
+        let r = self.guard_triggers(conn, schema, &triggers, offset).await;
+        if quiet {
+            let _ = conn.query_drop("SET SESSION sql_log_bin = 1").await;
+        }
+        let _ = conn.query_drop(SESSION_SETUP[1]).await;
+        r?;
+        tracing::info!(table = %format!("{schema}.{table}"), triggers = %names.join(", "), "mysql sink: triggers guarded");
+        Ok(())
     }
 
-    /// Inserts the after image, replacing the row that holds its key.
-    async fn upsert_after(
+    async fn guard_triggers(
         &mut self,
         conn: &mut Conn,
-        ctx: Ctx<'_>,
-        c: &pb::RowChange,
+        schema: &str,
+        triggers: &[meta::Trigger],
+        offset: u64,
     ) -> Result<()> {
-        let table = sql::table_ref(&c.schema, &c.table);
-        let generated = self.generated_columns(conn, &c.schema, &c.table).await?;
-        let after = image(ctx, c, c.after.as_ref(), "after")?;
-        let cols = written_columns(ctx, c, after, &generated)?;
-        let names: Vec<&str> = cols.iter().map(|&i| c.columns[i].name.as_str()).collect();
-        let mut stmt = sql::insert_head(&table, &names);
-        sql::push_row(
-            &mut stmt,
-            cols.iter().map(|&i| value_kind(after, i)),
-            self.flavor,
-        )
-        .map_err(|m| definite(ctx, format!("insert into {table}: {m}")))?;
-        sql::push_upsert_tail(&mut stmt, &names);
-        conn.query_drop(stmt)
-            .await
-            .map_err(|e| row_error(e, ctx, "upsert into", &table))
+        for t in triggers {
+            let name = sql::table_ref(schema, &t.name);
+            let failed = |e| classify(e, Some(offset), &format!("guard trigger {name}"));
+            let row: Option<mysql_async::Row> = conn
+                .query_first(format!("SHOW CREATE TRIGGER {name}"))
+                .await
+                .map_err(failed)?;
+            let create: Option<String> =
+                row.as_ref().and_then(|r| r.get_opt(2)).and_then(|v| v.ok());
+            let guarded = create
+                .as_deref()
+                .and_then(|c| meta::guarded_statement(c, &t.action, self.flavor == Flavor::MariaDb))
+                .ok_or_else(|| ApplyError::Definite {
+                    sink: SINK_NAME.into(),
+                    offset,
+                    message: format!(
+                        "cannot guard trigger {name}: its definition does not end with its body; \
+                         guard it by hand (wrap the body in `IF @drc_apply IS NULL THEN ... END IF`) \
+                         or set the sink's `triggers = \"fire\"`"
+                    ),
+                })?;
+            let mut set_mode = String::from("SET SESSION sql_mode = ");
+            set_mode.push('\'');
+            set_mode.push_str(&t.sql_mode.replace('\'', ""));
+            set_mode.push('\'');
+            conn.query_drop(set_mode).await.map_err(failed)?;
+            let mut use_db = String::from("USE ");
+            sql::push_ident(&mut use_db, schema);
+            conn.query_drop(use_db).await.map_err(failed)?;
+            if self.flavor == Flavor::MySql {
+                conn.query_drop(format!("DROP TRIGGER IF EXISTS {name}"))
+                    .await
+                    .map_err(failed)?;
+            }
+            conn.query_drop(guarded).await.map_err(failed)?;
+        }
+        Ok(())
     }
+}
+
+/// The stored checkpoint offset of `stream` (no lock).
+async fn read_checkpoint(conn: &mut Conn, stream: &str) -> Result<u64> {
+    Ok(checkpoint::read(conn, stream, false)
+        .await
+        .map_err(|e| classify(e, None, "read drc.checkpoints"))?
+        .offset)
+}
+
+/// Locks the checkpoint row of `stream` in the open transaction and checks
+/// it still holds `expected` (else another applier moved it).
+async fn cas_checkpoint(conn: &mut Conn, stream: &str, expected: u64) -> Result<()> {
+    let stored = checkpoint::read(conn, stream, true)
+        .await
+        .map_err(|e| classify(e, None, "drc.checkpoints"))?
+        .offset;
+    if stored == expected {
+        return Ok(());
+    }
+    Err(ApplyError::Transient {
+        sink: SINK_NAME.into(),
+        message: format!(
+            "the checkpoint of stream {stream} moved to {stored} while this applier expected \
+             {expected}: another applier of the stream is running; resuming from the stored checkpoint"
+        ),
+    })
 }
 
 impl Sink for MySqlSink {
@@ -736,183 +737,6 @@ impl Sink for MySqlSink {
                 Err(err)
             }
         }
-    }
-}
-
-async fn begin(conn: &mut Conn) -> Result<()> {
-    conn.query_drop("START TRANSACTION")
-        .await
-        .map_err(|e| classify(e, None, "START TRANSACTION"))
-}
-
-async fn commit(conn: &mut Conn) -> Result<()> {
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|e| classify(e, None, "COMMIT"))
-}
-
-/// Whether two inserts can share one multi-row statement: same table, same
-/// columns, same columns present.
-fn same_insert_shape(a: &pb::RowChange, b: &pb::RowChange) -> bool {
-    let present = |c: &pb::RowChange| -> Option<Vec<bool>> {
-        c.after
-            .as_ref()
-            .map(|r| r.values.iter().map(|v| v.kind.is_some()).collect())
-    };
-    b.op() == pb::Op::Insert
-        && a.schema == b.schema
-        && a.table == b.table
-        && a.columns.len() == b.columns.len()
-        && a.columns
-            .iter()
-            .zip(&b.columns)
-            .all(|(x, y)| x.name == y.name)
-        && present(a) == present(b)
-}
-
-fn image<'a>(
-    ctx: Ctx<'_>,
-    c: &pb::RowChange,
-    row: Option<&'a pb::Row>,
-    which: &str,
-) -> Result<&'a pb::Row> {
-    row.ok_or_else(|| {
-        definite(
-            ctx,
-            format!(
-                "{} on {}.{} has no {which} image",
-                conflict::op_name(c.op()),
-                c.schema,
-                c.table
-            ),
-        )
-    })
-}
-
-static ABSENT: Kind = Kind::Null(true);
-
-/// The value of column `i` (only called for present columns).
-fn value_kind(row: &pb::Row, i: usize) -> &Kind {
-    row.values
-        .get(i)
-        .and_then(|v| v.kind.as_ref())
-        .unwrap_or(&ABSENT)
-}
-
-/// Indexes of the columns of `row` to write: present in the image and not
-/// generated in the target.
-fn written_columns(
-    ctx: Ctx<'_>,
-    c: &pb::RowChange,
-    row: &pb::Row,
-    generated: &HashSet<String>,
-) -> Result<Vec<usize>> {
-    let mut cols = Vec::with_capacity(c.columns.len());
-    for (i, col) in c.columns.iter().enumerate() {
-        if row.values.get(i).and_then(|v| v.kind.as_ref()).is_none() {
-            continue;
-        }
-        if col.name.is_empty() {
-            return Err(definite(
-                ctx,
-                format!(
-                    "column {} of {}.{} has no name (capture with binlog_row_metadata=FULL \
-                     or a schema history)",
-                    i + 1,
-                    c.schema,
-                    c.table
-                ),
-            ));
-        }
-        if generated.contains(&col.name.to_lowercase()) {
-            continue;
-        }
-        cols.push(i);
-    }
-    if cols.is_empty() {
-        return Err(definite(
-            ctx,
-            format!(
-                "{} on {}.{}: no column to write",
-                conflict::op_name(c.op()),
-                c.schema,
-                c.table
-            ),
-        ));
-    }
-    Ok(cols)
-}
-
-/// The columns that identify the before image's row: the primary key, or
-/// every present, comparable, non-generated column (then `LIMIT 1`).
-fn match_key<'a>(
-    ctx: Ctx<'_>,
-    c: &'a pb::RowChange,
-    before: &'a pb::Row,
-    generated: &HashSet<String>,
-) -> Result<(Vec<ColVal<'a>>, bool)> {
-    if !c.primary_key.is_empty() {
-        let mut key = Vec::with_capacity(c.primary_key.len());
-        for &i in &c.primary_key {
-            let i = i as usize;
-            let col = c.columns.get(i);
-            let kind = before.values.get(i).and_then(|v| v.kind.as_ref());
-            match (col, kind) {
-                (Some(col), Some(kind)) if !col.name.is_empty() => key.push(ColVal {
-                    name: &col.name,
-                    kind,
-                }),
-                _ => {
-                    return Err(definite(
-                        ctx,
-                        format!(
-                            "{} on {}.{}: primary key column {} is missing from the before image",
-                            conflict::op_name(c.op()),
-                            c.schema,
-                            c.table,
-                            i + 1
-                        ),
-                    ))
-                }
-            }
-        }
-        return Ok((key, false));
-    }
-    let mut key = Vec::with_capacity(c.columns.len());
-    for i in written_columns(ctx, c, before, generated)? {
-        let kind = value_kind(before, i);
-        if sql::comparable(kind) {
-            key.push(ColVal {
-                name: &c.columns[i].name,
-                kind,
-            });
-        }
-    }
-    Ok((key, true))
-}
-
-fn definite(ctx: Ctx<'_>, message: String) -> ApplyError {
-    ApplyError::Definite {
-        sink: SINK_NAME.into(),
-        offset: ctx.offset,
-        message,
-    }
-}
-
-fn conflict_error(ctx: Ctx<'_>, c: &pb::RowChange, kind: ConflictKind) -> ApplyError {
-    let what = match kind {
-        ConflictKind::Missing => "the row is missing",
-        ConflictKind::Duplicate => "the key is taken",
-        ConflictKind::Differs => "the row differs from the before image",
-    };
-    ApplyError::Conflict {
-        offset: ctx.offset,
-        table: format!("{}.{}", c.schema, c.table),
-        message: format!(
-            "{} {}: {what} (policy fail: nothing of the batch was applied)",
-            conflict::op_name(c.op()),
-            kind.as_str()
-        ),
     }
 }
 
@@ -981,10 +805,41 @@ fn row_error(e: mysql_async::Error, ctx: Ctx<'_>, what: &str, table: &str) -> Ap
         };
     }
     let detail = match &e {
-        mysql_async::Error::Server(s) => format!("server error {} ({})", s.code, s.state),
+        mysql_async::Error::Server(s) => {
+            let hint = row_error_hint(s.code)
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
+            format!("server error {} ({}){hint}", s.code, s.state)
+        }
         other => other.to_string(),
     };
-    definite(ctx, format!("{what} {table}: {detail}"))
+    write::definite(ctx, format!("{what} {table}: {detail}"))
+}
+
+/// What a row error means for the operator, for the errors a target that
+/// does not match its source gives.
+fn row_error_hint(code: u16) -> Option<&'static str> {
+    Some(match code {
+        1142 | 1143 | 1044 | 1045 => {
+            "the sink's user lacks a privilege on this table; grant it INSERT, UPDATE, DELETE (and \
+             SELECT) on the replicated tables"
+        }
+        1146 => {
+            "the table does not exist on the target; create it (as on the source) or replicate \
+             from a position before its CREATE TABLE"
+        }
+        1054 => {
+            "the target table has no column of this name; make its columns match the source's"
+        }
+        1136 => "the target table has other columns than the source's; make them match",
+        1048 | 1364 => "the target refuses a NULL or missing value: make its column definitions match the source's",
+        1264 | 1265 | 1366 | 1406 => {
+            "the target column cannot hold the source's value (type, length or charset differ); make it match the source's"
+        }
+        1452 | 1451 => "a foreign key of the target refuses the row; the target's rows do not match the source's",
+        4025 | 3819 => "a CHECK constraint of the target refuses the value; make it match the source's",
+        _ => return None,
+    })
 }
 
 /// The first line of `s`, cut to 200 characters.

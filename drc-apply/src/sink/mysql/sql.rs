@@ -339,34 +339,38 @@ pub fn push_upsert_tail(out: &mut String, names: &[&str]) {
     }
 }
 
-/// ` WHERE a <=> 1 AND b <=> 'x'` (NULL-safe), with ` LIMIT 1` and exact
-/// text comparisons when the match is on a whole row image rather than a
-/// key.
-fn push_where(
-    out: &mut String,
-    key: &[ColVal<'_>],
-    whole_row: bool,
-    limit_one: bool,
-    flavor: Flavor,
-) -> Result<(), String> {
-    if key.is_empty() {
+/// How a statement finds its row: `WHERE a <=> 1 AND b <=> 'x'`
+/// (NULL-safe). The first `exact_from` columns are a key, compared under the
+/// column's collation; the rest are the before image, compared byte for byte
+/// (so 'abc' does not match 'Abc' under a case-insensitive collation).
+#[derive(Debug, Clone, Copy)]
+pub struct RowMatch<'k, 'a> {
+    pub columns: &'k [ColVal<'a>],
+    pub exact_from: usize,
+    /// ` LIMIT 1`: the match is a whole row of a table without a key, which
+    /// may have duplicates.
+    pub limit_one: bool,
+}
+
+fn push_where(out: &mut String, m: RowMatch<'_, '_>, flavor: Flavor) -> Result<(), String> {
+    if m.columns.is_empty() {
         return Err("no column to identify the row by".into());
     }
-    let place = if whole_row {
-        Place::CompareExact
-    } else {
-        Place::Compare
-    };
     out.push_str(" WHERE ");
-    for (i, c) in key.iter().enumerate() {
+    for (i, c) in m.columns.iter().enumerate() {
         if i > 0 {
             out.push_str(" AND ");
         }
+        let place = if i >= m.exact_from {
+            Place::CompareExact
+        } else {
+            Place::Compare
+        };
         push_ident(out, c.name);
         out.push_str(" <=> ");
         push_literal(out, c.kind, flavor, place)?;
     }
-    if limit_one {
+    if m.limit_one {
         out.push_str(" LIMIT 1");
     }
     Ok(())
@@ -376,14 +380,13 @@ fn push_where(
 pub fn update(
     table: &str,
     set: &[ColVal<'_>],
-    key: &[ColVal<'_>],
-    limit_one: bool,
+    m: RowMatch<'_, '_>,
     flavor: Flavor,
 ) -> Result<String, String> {
     if set.is_empty() {
         return Err("no column to set".into());
     }
-    let mut s = String::with_capacity(64 + (set.len() + key.len()) * 24);
+    let mut s = String::with_capacity(64 + (set.len() + m.columns.len()) * 24);
     s.push_str("UPDATE ");
     s.push_str(table);
     s.push_str(" SET ");
@@ -395,21 +398,16 @@ pub fn update(
         s.push_str(" = ");
         push_literal(&mut s, c.kind, flavor, Place::Store)?;
     }
-    push_where(&mut s, key, limit_one, limit_one, flavor)?;
+    push_where(&mut s, m, flavor)?;
     Ok(s)
 }
 
 /// `DELETE FROM t WHERE ...`.
-pub fn delete(
-    table: &str,
-    key: &[ColVal<'_>],
-    limit_one: bool,
-    flavor: Flavor,
-) -> Result<String, String> {
-    let mut s = String::with_capacity(64 + key.len() * 24);
+pub fn delete(table: &str, m: RowMatch<'_, '_>, flavor: Flavor) -> Result<String, String> {
+    let mut s = String::with_capacity(64 + m.columns.len() * 24);
     s.push_str("DELETE FROM ");
     s.push_str(table);
-    push_where(&mut s, key, limit_one, limit_one, flavor)?;
+    push_where(&mut s, m, flavor)?;
     Ok(s)
 }
 
@@ -418,7 +416,12 @@ pub fn select_one(table: &str, key: &[ColVal<'_>], flavor: Flavor) -> Result<Str
     let mut s = String::with_capacity(64 + key.len() * 24);
     s.push_str("SELECT * FROM ");
     s.push_str(table);
-    push_where(&mut s, key, false, true, flavor)?;
+    let m = RowMatch {
+        columns: key,
+        exact_from: key.len(),
+        limit_one: true,
+    };
+    push_where(&mut s, m, flavor)?;
     Ok(s)
 }
 
@@ -516,17 +519,45 @@ mod tests {
                 name: "a",
                 kind: &one,
             }],
-            &[ColVal {
-                name: "b",
-                kind: &null,
-            }],
-            true,
+            RowMatch {
+                columns: &[ColVal {
+                    name: "b",
+                    kind: &null,
+                }],
+                exact_from: 0,
+                limit_one: true,
+            },
             Flavor::MariaDb,
         )
         .expect("update");
         assert_eq!(
             sql,
             "UPDATE `d``b`.`t` SET `a` = 1 WHERE `b` <=> NULL LIMIT 1"
+        );
+        let text = Kind::Text("x".into());
+        let key_and_image = [
+            ColVal {
+                name: "id",
+                kind: &one,
+            },
+            ColVal {
+                name: "v",
+                kind: &text,
+            },
+        ];
+        let sql = delete(
+            &t,
+            RowMatch {
+                columns: &key_and_image,
+                exact_from: 1,
+                limit_one: false,
+            },
+            Flavor::MariaDb,
+        )
+        .expect("delete");
+        assert_eq!(
+            sql,
+            "DELETE FROM `d``b`.`t` WHERE `id` <=> 1 AND `v` <=> _utf8mb4 X'78' COLLATE utf8mb4_bin"
         );
         let mut ins = insert_head(&t, &["a", "b"]);
         push_row(&mut ins, [&one, &null], Flavor::MariaDb).expect("row");
@@ -536,6 +567,11 @@ mod tests {
             "INSERT INTO `d``b`.`t` (`a`, `b`) VALUES (1, NULL) ON DUPLICATE KEY UPDATE \
              `a` = VALUES(`a`), `b` = VALUES(`b`)"
         );
-        assert!(delete(&t, &[], false, Flavor::MySql).is_err());
+        let none = RowMatch {
+            columns: &[],
+            exact_from: 0,
+            limit_one: false,
+        };
+        assert!(delete(&t, none, Flavor::MySql).is_err());
     }
 }
