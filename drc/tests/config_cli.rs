@@ -63,3 +63,24 @@ fn unknown_keys_and_unsafe_settings_are_refused_by_name() {
     assert!(!ok);
     assert!(err.contains("names no role"), "{err}");
 }
+
+#[test]
+fn postgres_sink_settings_are_refused_by_name_before_connecting() {
+    let apply = |sink: &str| {
+        format!(
+            "[[apply]]\nstream = \"a.shop\"\nsubscriber = \"apply-pg\"\n\
+             relay = {{ url = \"http://127.0.0.1:7400\", insecure_plaintext = true }}\n\
+             sink = {{ kind = \"postgres\", url = \"postgres://drc@127.0.0.1:1/app\"{sink} }}\n"
+        )
+    };
+    for (extra, needle) in [
+        (", urll = \"x\"", "urll"),
+        (", on_unsupported_ddl = \"maybe\"", "maybe"),
+        (", schema_map = { shop = \"drc\" }", "schema_map.shop"),
+        (", origin = \"\"", "origin"),
+    ] {
+        let (ok, err) = drc_with(&apply(extra), "apply");
+        assert!(!ok, "{extra} is refused");
+        assert!(err.contains(needle), "{extra}: names {needle}: {err}");
+    }
+}

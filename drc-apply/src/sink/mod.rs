@@ -25,6 +25,7 @@
 pub mod jsonl;
 pub mod mysql;
 pub mod nats;
+pub mod postgres;
 
 use drc_proto::v1 as pb;
 

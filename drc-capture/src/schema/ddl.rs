@@ -661,7 +661,10 @@ fn expand_versioned_comments(sql: &str) -> String {
     out
 }
 
-fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
+/// The tokens of a statement as the server reads it: versioned comments
+/// expanded, comments and whitespace dropped, trailing `;` removed. Sinks
+/// that translate DDL read statements with this too.
+pub fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
     let expanded = expand_versioned_comments(sql);
     let dialect = MySqlDialect {};
     let tokens = Tokenizer::new(&dialect, &expanded)

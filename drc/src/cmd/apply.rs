@@ -16,8 +16,11 @@
 //!
 //! `sink.kind` picks the sink; the other keys of `sink` are that sink's
 //! settings (for `jsonl`: `path` — a file or `-` for standard output —,
-//! `max_file_bytes`, `checkpoint`; for `nats`: `url`, `jetstream_stream`,
-//! `subject`, `kv_bucket` and the rest of `NatsSinkConfig`). A pipeline that meets a definite error
+//! `max_file_bytes`, `checkpoint`; for `mysql`: `url`, `conflict_policy`,
+//! `origin`; for `postgres`: `url`, `conflict_policy`, `origin`,
+//! `on_unsupported_ddl`, `create_missing_tables`, `schema_map`; for `nats`:
+//! `url`, `jetstream_stream`, `subject`, `kv_bucket` and the rest of
+//! `NatsSinkConfig`). A pipeline that meets a definite error
 //! stops with it, and the others go on; the command exits non-zero once
 //! every pipeline has ended if any failed.
 
@@ -96,6 +99,9 @@ pub enum SinkConfig {
     Jsonl(JsonlConfig),
     /// A MySQL or MariaDB database, exactly once (checkpoint in `drc.checkpoints`).
     Mysql(drc_apply::sink::mysql::MySqlSinkConfig),
+    /// A PostgreSQL database, exactly once (checkpoint in `drc.checkpoints`,
+    /// types and DDL translated).
+    Postgres(drc_apply::sink::postgres::PostgresSinkConfig),
     /// NATS JetStream, at-least-once with stable message ids (checkpoint in
     /// a key-value bucket).
     /// (Boxed: its settings are much larger than the other sinks'.)
@@ -107,6 +113,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Jsonl(_) => "jsonl",
             SinkConfig::Mysql(_) => "mysql",
+            SinkConfig::Postgres(_) => "postgres",
             SinkConfig::Nats(_) => "nats",
         }
     }
@@ -168,6 +175,10 @@ pub fn validate(entries: &[ApplyConfig]) -> anyhow::Result<()> {
                 m.validate()
                     .map_err(|e| anyhow::anyhow!("apply[{i}].sink: {e}"))?;
             }
+            SinkConfig::Postgres(p) => {
+                p.validate()
+                    .map_err(|e| anyhow::anyhow!("apply[{i}].sink: {e}"))?;
+            }
             SinkConfig::Nats(n) => {
                 n.validate()
                     .map_err(|e| anyhow::anyhow!("apply[{i}]: {e}"))?;
@@ -192,6 +203,10 @@ async fn run_one(entry: ApplyConfig, stop: watch::Receiver<bool>) -> anyhow::Res
         }
         SinkConfig::Mysql(m) => {
             let mut sink = drc_apply::sink::mysql::MySqlSink::connect(m).await?;
+            Ok(applier::run(cfg, &mut sink, stop).await?)
+        }
+        SinkConfig::Postgres(p) => {
+            let mut sink = drc_apply::sink::postgres::PostgresSink::connect(p).await?;
             Ok(applier::run(cfg, &mut sink, stop).await?)
         }
         SinkConfig::Nats(n) => {
