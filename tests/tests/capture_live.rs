@@ -488,6 +488,7 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
     let killer_db = db.url();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     // Kill the binlog dump thread again and again while the capture reads.
     let killer = tokio::spawn(async move {
         let mut kills = 0u32;
@@ -499,6 +500,7 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
             .await
             .expect("killer connection");
         use mysql_async::prelude::Queryable;
+        let _ = ready_tx.send(());
         while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
             let ids: Vec<u64> = conn
                 .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
@@ -517,13 +519,16 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
         }
         kills
     });
+    // The capture starts once the killer is connected (on a loaded machine
+    // the capture could otherwise be done before the first kill).
+    ready_rx.await.expect("killer ready");
     let mut opts = CaptureOptions::new(url, StartAt::FromStart);
     opts.stop_at_end = true;
     let mut ids = Vec::new();
     let mut txn_count = 0;
     let stats = capture::run(opts, |t| {
         // A slow consumer, so that the kills land while transactions stream.
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(25));
         if !t.txn.changes.is_empty() {
             txn_count += 1;
             assert_eq!(t.txn.changes.len(), 500, "whole transactions only");
