@@ -493,8 +493,15 @@ mod tests {
         assert_eq!(ClientConfig::new("https://relay-a:7400").window_bytes, None);
         assert!(c.validate().is_ok());
         c.upstreams[0].window_bytes = 1000;
-        let e = c.validate().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("upstreams[0]") && e.contains("window_bytes"), "{e}");
+        let e = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("upstreams[0]") && e.contains("window_bytes"),
+            "{e}"
+        );
         c.upstreams[0].window_bytes = u32::MAX;
         assert!(c.validate().is_err());
     }
