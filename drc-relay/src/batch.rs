@@ -19,11 +19,12 @@ use drc_proto::v1 as pb;
 
 use crate::error::{RelayError, Result};
 
-/// zstd level for batches. On sysbench row data in 4 MiB batches, level 5
-/// is ~6% smaller than level 3 at ~1.5x the CPU (still ~75 MB/s of input
-/// on one core, well above what a 100 Mbit/s link carries compressed); a
-/// cross-region link is bound by its bandwidth, not the relay's CPU.
-pub const ZSTD_LEVEL: i32 = 5;
+/// zstd level for batches: fast, and most of the gain on row data. Level 5
+/// was tried for the cross-region link: ~5% fewer bytes on 4 MiB batches of
+/// sysbench rows, ~0.1 s of a 4.4 s transfer with the CPU idle, at ~1.5x
+/// the CPU, which on a busy 2-core host is taken from the capture feeding
+/// the same relay; not worth it there.
+pub const ZSTD_LEVEL: i32 = 3;
 
 /// Records gathered for one batch.
 #[derive(Debug, Default)]
