@@ -4,8 +4,9 @@
 //! One task per replicated stream, all streams of an upstream sharing one
 //! HTTP/2 connection (mutual TLS, zstd batches of up to 4 MiB, BBR and
 //! keepalives, see `net.rs`; fixed receive windows sized for a long link,
-//! see [`config::DEFAULT_UPSTREAM_WINDOW_BYTES`]). How it resumes, after any break (network error, the upstream
-//! restarting, this relay restarting):
+//! see [`config::DEFAULT_UPSTREAM_WINDOW_BYTES`]). How it resumes, after
+//! any break (network error, the upstream restarting, this relay
+//! restarting):
 //!
 //! 1. Read the local log's last offset `L` (empty log: next offset `N`).
 //! 2. Subscribe from `L` (or `N`): the first record received must be
@@ -127,8 +128,9 @@ impl Link {
         }
     }
 
-    /// One subscription, until it breaks. Returns Ok when the upstream ended
-    /// the stream cleanly (it is restarting): the caller retries.
+    /// One subscription, until it breaks: always an error, transient ones
+    /// (also a clean end of the stream: the upstream is restarting) for the
+    /// caller to retry.
     ///
     /// Two halves joined by a bounded queue: the reader takes batches off the
     /// connection (decompressing and checking them) while the writer appends
