@@ -173,10 +173,18 @@ fn prepare(config: &ClientConfig) -> Result<(Endpoint, SyncConnector, usize)> {
         .map_err(|e| RelayError::Config(format!("bad url {:?}: {e}", config.url)))?
         .http2_keep_alive_interval(config::HTTP2_KEEPALIVE_INTERVAL)
         .keep_alive_timeout(config::HTTP2_KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        // Grow the receive window with the link's bandwidth-delay product,
-        // so a long fat link is not capped at window / RTT.
-        .http2_adaptive_window(true);
+        .keep_alive_while_idle(true);
+    let endpoint = match config.window_bytes {
+        // Fixed windows for a long link: the sender never waits on a window
+        // update, whatever the receiver's estimate of the path would be.
+        Some(w) => endpoint
+            .http2_adaptive_window(false)
+            .initial_stream_window_size(w)
+            .initial_connection_window_size(w.saturating_mul(2)),
+        // Grow the receive window with the measured bandwidth-delay
+        // product: small while a subscriber is slow or idle.
+        None => endpoint.http2_adaptive_window(true),
+    };
     let dial = target.dial.clone();
     let timeout = config.connect_timeout;
     let connector = SyncConnector::new(dial, tls, timeout);

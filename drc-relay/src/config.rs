@@ -18,8 +18,24 @@ use crate::tls::TlsConfig;
 
 /// Largest gRPC message the relay decodes (a publish request, a batch).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
-/// Record bytes per subscription batch.
-pub const DEFAULT_MAX_BATCH_BYTES: usize = 1 << 20;
+/// Record bytes per subscription batch (before compression): large enough
+/// that one zstd frame per batch compresses well, small enough that a
+/// subscriber costs the relay a few MiB at most.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 << 20;
+/// HTTP/2 receive window of each stream of a replication link, in bytes
+/// (the connection's is twice this). It must exceed what the link holds in
+/// flight, bandwidth x round trip (100 Mbit/s x 100 ms is 1.25 MB of
+/// compressed batches), plus what arrives while an append waits on its
+/// fsync; 16 MiB covers about 1 Gbit/s at 100 ms. A fixed window, because
+/// the adaptive one (grown from a bandwidth-delay estimate) stayed well
+/// below the link on a lossy 100 ms path. It bounds what one replicated
+/// stream can have buffered at the receiver.
+pub const DEFAULT_UPSTREAM_WINDOW_BYTES: u32 = 16 << 20;
+/// Smallest HTTP/2 window (the protocol's initial window).
+pub const MIN_WINDOW_BYTES: u32 = 65_535;
+/// Largest stream window accepted: the connection's (twice this) must stay
+/// under HTTP/2's 2^31 - 1.
+pub const MAX_WINDOW_BYTES: u32 = 1 << 30;
 /// Offsets per subscription batch.
 pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
 /// HTTP/2 keepalive: ping interval.
@@ -42,6 +58,9 @@ fn default_max_batch_bytes() -> usize {
 }
 fn default_max_batch_records() -> usize {
     DEFAULT_MAX_BATCH_RECORDS
+}
+fn default_upstream_window_bytes() -> u32 {
+    DEFAULT_UPSTREAM_WINDOW_BYTES
 }
 fn default_segment_bytes() -> u64 {
     drc_log::DEFAULT_SEGMENT_BYTES
@@ -242,6 +261,11 @@ pub struct UpstreamConfig {
     /// the upstream's retention keeps what this region has not copied yet.
     #[serde(default)]
     pub subscriber: Option<String>,
+    /// HTTP/2 receive window per replicated stream, in bytes (the
+    /// connection's is twice this); raise it past 16 MiB only for links
+    /// faster than ~1 Gbit/s at 100 ms round trip.
+    #[serde(default = "default_upstream_window_bytes")]
+    pub window_bytes: u32,
 }
 
 impl UpstreamConfig {
@@ -251,6 +275,7 @@ impl UpstreamConfig {
             url: self.url.clone(),
             tls: self.tls.clone(),
             insecure_plaintext: self.insecure_plaintext,
+            window_bytes: Some(self.window_bytes),
             ..ClientConfig::new(self.url.clone())
         }
     }
@@ -274,6 +299,12 @@ pub struct ClientConfig {
     /// TCP + TLS connect timeout.
     #[serde(default = "default_connect_timeout", with = "secs")]
     pub connect_timeout: Duration,
+    /// Fixed HTTP/2 receive window per call, in bytes (the connection's is
+    /// twice this). Unset: adaptive, grown with the measured path, which
+    /// keeps what a slow subscriber is sent small. Replication links set it
+    /// (see [`DEFAULT_UPSTREAM_WINDOW_BYTES`]).
+    #[serde(default)]
+    pub window_bytes: Option<u32>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -309,6 +340,7 @@ impl ClientConfig {
             insecure_plaintext: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            window_bytes: None,
         }
     }
 
@@ -326,6 +358,13 @@ impl ClientConfig {
                 "tls is set but url = {:?} is not https; write https://HOST:PORT",
                 self.url
             )));
+        }
+        if let Some(w) = self.window_bytes {
+            if !(MIN_WINDOW_BYTES..=MAX_WINDOW_BYTES).contains(&w) {
+                return Err(RelayError::Config(format!(
+                    "window_bytes = {w} is out of range; use {MIN_WINDOW_BYTES} to {MAX_WINDOW_BYTES} (default {DEFAULT_UPSTREAM_WINDOW_BYTES} for a replication link)"
+                )));
+            }
         }
         check_security(
             "url",
@@ -435,6 +474,36 @@ mod tests {
         assert!(t.tls);
         assert_eq!(t.host, "localhost");
         assert!(ClientConfig::new("ftp://x:1").validate().is_err());
+    }
+
+    #[test]
+    fn upstream_windows() {
+        let mut c: RelayConfig = serde_json::from_str(
+            r#"{"listen":"0.0.0.0:7400","data_dir":"d",
+                "tls":{"ca":"ca.pem","cert":"b.pem","key":"b.key"},
+                "upstreams":[{"url":"https://relay-a:7400","tls":{"ca":"ca.pem","cert":"b.pem","key":"b.key"},"streams":["a.orders"]}]}"#,
+        )
+        .expect("parse");
+        assert_eq!(c.upstreams[0].window_bytes, DEFAULT_UPSTREAM_WINDOW_BYTES);
+        assert_eq!(
+            c.upstreams[0].client_config().window_bytes,
+            Some(DEFAULT_UPSTREAM_WINDOW_BYTES)
+        );
+        // Other clients keep the adaptive window.
+        assert_eq!(ClientConfig::new("https://relay-a:7400").window_bytes, None);
+        assert!(c.validate().is_ok());
+        c.upstreams[0].window_bytes = 1000;
+        let e = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("upstreams[0]") && e.contains("window_bytes"),
+            "{e}"
+        );
+        c.upstreams[0].window_bytes = u32::MAX;
+        assert!(c.validate().is_err());
     }
 
     #[test]

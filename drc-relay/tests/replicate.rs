@@ -31,6 +31,7 @@ fn relay_b(data: &Path, pki: &Path, upstream: SocketAddr) -> RelayConfig {
         insecure_plaintext: false,
         streams: vec![STREAM.into()],
         subscriber: Some("relay-b".into()),
+        window_bytes: drc_relay::config::DEFAULT_UPSTREAM_WINDOW_BYTES,
     }];
     c
 }
