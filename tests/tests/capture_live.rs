@@ -472,13 +472,15 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
     let Some(db) = start(MariaDbOptions::default()) else {
         skip!("mariadbd is not installed");
     };
-    db.exec("CREATE DATABASE k; CREATE TABLE k.t (id INT PRIMARY KEY, pad VARCHAR(200))")
+    db.exec("CREATE DATABASE k; CREATE TABLE k.t (id INT PRIMARY KEY, pad VARCHAR(2000))")
         .await
         .expect("schema");
-    // 40 transactions of 500 rows each: big enough that a kill lands inside one.
+    // 40 transactions of 500 rows each, ~40 MB of binlog: more than the
+    // socket buffers hold, so the server's dump thread is still sending when
+    // it is killed, and the capture sees the break.
     for batch in 0..40 {
         let values: Vec<String> = (0..500)
-            .map(|i| format!("({}, REPEAT('p', 200))", batch * 500 + i))
+            .map(|i| format!("({}, REPEAT('p', 2000))", batch * 500 + i))
             .collect();
         db.exec(&format!("INSERT INTO k.t VALUES {}", values.join(",")))
             .await
@@ -489,41 +491,51 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-    // Kill the binlog dump thread again and again while the capture reads.
-    let killer = tokio::spawn(async move {
-        let mut kills = 0u32;
-        let opts = mysql_async::OptsBuilder::from_opts(
-            mysql_async::Opts::from_url(&killer_db).expect("url"),
-        )
-        .prefer_socket(false);
-        let mut conn = mysql_async::Conn::new(opts)
-            .await
-            .expect("killer connection");
-        use mysql_async::prelude::Queryable;
-        let _ = ready_tx.send(());
-        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
-            let ids: Vec<u64> = conn
-                .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+    // Kill the binlog dump thread again and again while the capture reads,
+    // from a thread and runtime of its own: the slow consumer below blocks a
+    // thread of the test's runtime.
+    let killer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("killer runtime");
+        rt.block_on(async move {
+            let mut kills = 0u32;
+            let opts = mysql_async::OptsBuilder::from_opts(
+                mysql_async::Opts::from_url(&killer_db).expect("url"),
+            )
+            .prefer_socket(false);
+            let mut conn = mysql_async::Conn::new(opts)
                 .await
-                .expect("processlist");
-            for id in ids {
-                if conn
-                    .query_drop(format!("KILL CONNECTION {id}"))
+                .expect("killer connection");
+            use mysql_async::prelude::Queryable;
+            let _ = ready_tx.send(());
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let ids: Vec<u64> = conn
+                    .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
                     .await
-                    .is_ok()
-                {
-                    kills += 1;
+                    .expect("processlist");
+                for id in ids {
+                    if conn
+                        .query_drop(format!("KILL CONNECTION {id}"))
+                        .await
+                        .is_ok()
+                    {
+                        kills += 1;
+                    }
                 }
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        }
-        kills
+            kills
+        })
     });
     // The capture starts once the killer is connected (on a loaded machine
     // the capture could otherwise be done before the first kill).
     ready_rx.await.expect("killer ready");
-    let mut opts = CaptureOptions::new(url, StartAt::FromStart);
-    opts.stop_at_end = true;
+    // No stop at the end: with a non-blocking dump the server could send the
+    // whole binlog into the socket buffers and end its dump thread before a
+    // kill lands. The consumer stops after the 40th transaction instead.
+    let opts = CaptureOptions::new(url, StartAt::FromStart);
     let mut ids = Vec::new();
     let mut txn_count = 0;
     let stats = capture::run(opts, |t| {
@@ -540,12 +552,15 @@ async fn lost_connection_resumes_without_loss_or_repeat() {
                 ids.push(id);
             }
         }
+        if txn_count == 40 {
+            return Err(CaptureError::Stop);
+        }
         Ok(())
     })
     .await
     .expect("capture survives kills");
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let kills = killer.await.expect("killer");
+    let kills = killer.join().expect("killer");
     assert!(
         kills >= 1 && stats.reconnects >= 1,
         "the connection was killed {kills} times, {} reconnects",
