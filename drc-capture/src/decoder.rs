@@ -461,7 +461,9 @@ impl StreamDecoder {
         q: ev::QueryEvent,
         emit: &mut dyn FnMut(AssembledTxn) -> Result<()>,
     ) -> Result<()> {
-        let stmt = q.query.trim();
+        // An applier's DDL names its origin in a leading comment.
+        let (ddl_origin, stmt) = crate::origin::of_ddl(q.query.trim());
+        let stmt = stmt.trim();
         let upper: String = stmt
             .chars()
             .take(24)
@@ -556,6 +558,7 @@ impl StreamDecoder {
         }
         let mut txn = self.new_txn(h);
         txn.server_id = server_id;
+        txn.origin = ddl_origin.unwrap_or_default();
         txn.ddl = Some(pb::Ddl {
             statement: stmt.to_string(),
             database: q.db.clone(),
@@ -738,6 +741,13 @@ impl StreamDecoder {
         };
         let res = ev.decode(&plan, |(before, after)| {
             count += 1;
+            // An applier's bookkeeping row marks the whole transaction with
+            // its origin, whether or not the filter keeps the row.
+            if let Some(origin) =
+                crate::origin::of_row(&plan.db, &plan.table, &plan.columns, after.as_ref())
+            {
+                open.builder.txn.origin = origin;
+            }
             if !wanted {
                 return Ok(());
             }

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod decoder;
 pub mod error;
 pub mod filter;
+pub mod origin;
 pub mod output;
 pub mod position;
 pub mod schema;

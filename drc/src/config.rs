@@ -142,6 +142,29 @@ pub fn valid_stream_name(s: &str) -> bool {
 }
 
 impl Config {
+    /// The `[[apply]]` entries, each also leaving out the transactions whose
+    /// origin is this region: the streams its own captures write, and the
+    /// region's name. A change made here and applied in another region comes
+    /// back through that region's stream marked with its origin (the other
+    /// region's applier writes it into `drc.applied`); applying it here again
+    /// would loop.
+    pub fn appliers(&self) -> Vec<crate::cmd::apply::ApplyConfig> {
+        let mut local: Vec<String> = self.capture.iter().map(|c| c.stream.clone()).collect();
+        local.extend(self.region.iter().cloned());
+        self.apply
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                for o in &local {
+                    if !a.exclude_origins.contains(o) {
+                        a.exclude_origins.push(o.clone());
+                    }
+                }
+                a
+            })
+            .collect()
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("read config {}", path.display()))?;
@@ -184,5 +207,33 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("capture[{i}].relay: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appliers_leave_out_this_regions_own_origins() {
+        let cfg: Config = toml::from_str(
+            r#"
+            region = "a"
+            [[capture]]
+            stream = "a.shop"
+            source = "mysql://drc@127.0.0.1:3306"
+            relay = { url = "http://127.0.0.1:7400", insecure_plaintext = true }
+            [[apply]]
+            stream = "b.shop"
+            subscriber = "apply-a"
+            relay = { url = "http://127.0.0.1:7400", insecure_plaintext = true }
+            exclude_origins = ["c.shop", "a.shop"]
+            sink = { kind = "jsonl", path = "-" }
+            "#,
+        )
+        .expect("config");
+        let a = cfg.appliers();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].exclude_origins, ["c.shop", "a.shop", "a"]);
     }
 }

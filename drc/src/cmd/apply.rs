@@ -74,7 +74,9 @@ pub struct ApplyConfig {
     /// Tables never applied.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Transactions that came from these origins are left out.
+    /// Transactions that came from these origins are left out (besides this
+    /// region's own: the streams of its `[[capture]]` entries and its
+    /// `region` name, always left out so changes never loop back).
     #[serde(default)]
     pub exclude_origins: Vec<String>,
     /// Row changes per sink batch (a larger transaction goes alone).
@@ -190,7 +192,7 @@ pub fn validate(entries: &[ApplyConfig]) -> anyhow::Result<()> {
 
 /// The `[[apply]]` entries of a region's config file.
 pub fn load(path: &Path) -> anyhow::Result<Vec<ApplyConfig>> {
-    Ok(crate::config::Config::load(path)?.apply)
+    Ok(crate::config::Config::load(path)?.appliers())
 }
 
 /// Runs one pipeline until `stop` or a definite error.

@@ -79,7 +79,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         }
         let appliers = (!cfg.apply.is_empty()).then(|| {
             tokio::spawn(crate::cmd::apply::run_pipelines(
-                cfg.apply.clone(),
+                cfg.appliers(),
                 stop_rx.clone(),
             ))
         });

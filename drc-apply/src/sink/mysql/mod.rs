@@ -600,7 +600,14 @@ impl MySqlSink {
         checkpoint_offset: u64,
         may_be_replay: bool,
     ) -> Result<()> {
-        self.exec_ddl(conn, ddl, offset, may_be_replay).await?;
+        self.exec_ddl(
+            conn,
+            (stream, txn.origin.as_str()),
+            ddl,
+            offset,
+            may_be_replay,
+        )
+        .await?;
         self.meta.clear();
         let origin = self.origin(stream);
         begin(conn).await?;
@@ -626,6 +633,7 @@ impl MySqlSink {
     async fn exec_ddl(
         &mut self,
         conn: &mut Conn,
+        (stream_name, origin): (&str, &str),
         ddl: &pb::Ddl,
         offset: u64,
         may_be_replay: bool,
@@ -650,7 +658,19 @@ impl MySqlSink {
                 }
             }
         }
-        match conn.query_drop(ddl.statement.as_str()).await {
+        // The comment names the DDL's origin for the target's own capture
+        // (the server keeps it in its binlog).
+        let origin = if origin.is_empty() {
+            self.origin(stream_name)
+        } else {
+            origin.to_owned()
+        };
+        let statement = format!(
+            "{}{}",
+            drc_capture::origin::ddl_comment(&origin),
+            ddl.statement
+        );
+        match conn.query_drop(statement).await {
             Ok(()) => Ok(()),
             Err(mysql_async::Error::Server(e))
                 if may_be_replay && DDL_ALREADY_APPLIED.contains(&e.code) =>

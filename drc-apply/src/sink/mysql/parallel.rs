@@ -77,6 +77,9 @@ pub struct Group<'b> {
     pub checkpoint: u64,
     /// The source position of the group's last transaction.
     pub position: Option<&'b pb::SourcePosition>,
+    /// The origin its transactions carry (all the same; empty: this
+    /// stream's own, written as the sink's `origin`).
+    pub origin: &'b str,
     /// The latest earlier group this one depends on.
     pub after: Option<usize>,
 }
@@ -98,7 +101,10 @@ pub fn groups<'b>(
     let mut rows = 0usize;
     for (i, (_, txn)) in txns.iter().enumerate() {
         let n = txn.changes.len();
-        if i > start && rows + n > max_rows {
+        // A group is marked with one origin, so transactions that came
+        // through this stream from elsewhere keep theirs.
+        let other_origin = i > start && txn.origin != txns[start].1.origin;
+        if i > start && (rows + n > max_rows || other_origin) {
             out.push(group(&txns[start..i]));
             start = i;
             rows = 0;
@@ -152,6 +158,7 @@ fn group<'b>(txns: &'b [(u64, &'b pb::Transaction)]) -> Group<'b> {
         from: 0,
         checkpoint: txns.last().map_or(0, |t| t.0),
         position: txns.iter().rev().find_map(|(_, t)| t.position.as_ref()),
+        origin: txns.first().map_or("", |(_, t)| t.origin.as_str()),
         after: None,
     }
 }
@@ -354,8 +361,12 @@ fn yield_locks(sh: &Shared<'_, '_>, k: usize) -> bool {
 
 /// Writes the group's `drc.applied` row in its open transaction.
 async fn record(sh: &Shared<'_, '_>, conn: &mut Conn, g: &Group<'_>) -> Result<()> {
-    match checkpoint::record_group(conn, sh.stream, g.from, g.checkpoint, g.position, sh.origin)
-        .await
+    let origin = if g.origin.is_empty() {
+        sh.origin
+    } else {
+        g.origin
+    };
+    match checkpoint::record_group(conn, sh.stream, g.from, g.checkpoint, g.position, origin).await
     {
         Ok(()) => Ok(()),
         Err(e) if super::server_code(&e) == Some(1062) => Err(ApplyError::Transient {
