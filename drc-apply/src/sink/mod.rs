@@ -88,7 +88,9 @@ pub trait Sink: Send {
     ) -> impl std::future::Future<Output = Result<Checkpoint>> + Send;
 
     /// Applies a batch and records `batch.last_offset` as the checkpoint, with
-    /// the guarantees above. An error leaves the checkpoint where it was for
+    /// the guarantees above. A batch with no transaction (every offset it
+    /// covers was filtered out upstream) may leave the checkpoint where it
+    /// is: after a restart those offsets are filtered out again. An error leaves the checkpoint where it was for
     /// atomic sinks; the applier then retries from the sink's checkpoint.
     fn apply(&mut self, batch: &Batch) -> impl std::future::Future<Output = Result<()>> + Send;
 }
