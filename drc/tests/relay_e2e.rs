@@ -170,3 +170,58 @@ fn capture_relay_a_relay_b_over_mtls_survive_kill9() {
         "every insert once, in order"
     );
 }
+
+/// A capture that fails for good (here: a source without a binlog) says so in
+/// the log at once, while `drc run` keeps its relay serving; before, the error
+/// appeared only at shutdown, so a stalled stream showed nothing.
+#[test]
+fn a_failed_capture_is_logged_at_once() {
+    if !MariaDb::available() {
+        skip!("mariadbd is not installed");
+    }
+    let db = MariaDb::start(MariaDbOptions {
+        log_bin: false,
+        ..Default::default()
+    })
+    .expect("mariadb");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let port = free_port().expect("port");
+    let cfg = w.join("a.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[relay]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {:?}\ninsecure_plaintext = true\n\n\
+             [[capture]]\nstream = \"a.shop\"\nsource = \"{}\"\nstart = \"start\"\n\
+             relay = {{ url = \"http://127.0.0.1:{port}\", insecure_plaintext = true }}\n",
+            w.join("data"),
+            db.url(),
+        ),
+    )
+    .expect("config");
+    let log = w.join("run.log");
+    let mut run = Proc::spawn(
+        "drc run",
+        drc(),
+        &["run", "--config", cfg.to_str().unwrap_or_default()],
+        &log,
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the capture failure in the log", 30, || {
+        logged().contains("capture failed")
+    });
+    let line = logged()
+        .lines()
+        .find(|l| l.contains("capture failed"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("a.shop"), "names the stream: {line}");
+    assert!(line.contains("log_bin"), "says what is wrong: {line}");
+    // The region is still up: its relay answers.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the relay keeps serving after the capture failed"
+    );
+    run.kill9();
+}
