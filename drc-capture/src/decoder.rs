@@ -461,8 +461,12 @@ impl StreamDecoder {
         let hist = self.history.as_ref()?;
         match hist.state().plan_ddl(db, stmt) {
             Ok(plan) => Some(plan.effect.touched()),
+            Err(e) if self.opts.filter.is_empty() => {
+                tracing::info!(pos = %at, error = %e, "a DDL older than the schema snapshot does not apply to it (the snapshot already holds its result); passing it on");
+                None
+            }
             Err(e) => {
-                tracing::warn!(pos = %at, error = %e, "a DDL older than the schema snapshot does not apply to it (the snapshot already holds its result); passing it on whatever the table filter says");
+                tracing::warn!(pos = %at, error = %e, "a DDL older than the schema snapshot does not apply to it (the snapshot already holds its result), so the tables it touches are unknown; passing it on whatever the table filter says");
                 None
             }
         }
