@@ -8,6 +8,12 @@
 //! one; events of a transaction cut off by a reconnect are dropped with
 //! [`StreamDecoder::reset_open`] and arrive again after the resume.
 //!
+//! A stream read from before the schema history's oldest snapshot (a
+//! capture without a history file restarts behind the head, where it takes
+//! its snapshot) decodes rows from the binlog's own column metadata until it
+//! reaches the snapshot; DDL met on the way is handed on but not applied, as
+//! the snapshot already holds its result.
+//!
 //! Every event type is handled explicitly. An event the decoder does not know
 //! stops the stream with [`CaptureError::Decode`] naming its position, unless
 //! the server flagged it ignorable.
@@ -87,6 +93,10 @@ pub struct StreamDecoder {
     /// Whether the history describes the stream at the current position
     /// (false when it could not be rewound to where reading started).
     history_trusted: bool,
+    /// Where the history starts to describe the stream again, while reading
+    /// from before its oldest snapshot (a restart behind the position the
+    /// snapshot was taken at): DDL before it is already in the snapshot.
+    history_from: Option<BinlogPos>,
     rewound: bool,
     maria_state: MariaGtidList,
     mysql_state: MysqlGtidSet,
@@ -120,6 +130,7 @@ impl StreamDecoder {
             plans: HashMap::new(),
             history,
             history_trusted: true,
+            history_from: None,
             rewound: false,
             maria_state: MariaGtidList::default(),
             mysql_state: MysqlGtidSet::default(),
@@ -403,17 +414,60 @@ impl StreamDecoder {
         Ok(())
     }
 
+    /// At the start of a transaction (or of a statement outside one): on the
+    /// first, sets the history to the schema as of this position; later,
+    /// notices when the stream reaches the history's oldest snapshot.
     fn maybe_rewind(&mut self, h: &EventHeader) {
-        if self.rewound {
-            return;
-        }
-        self.rewound = true;
-        let start = u64::from(h.log_pos).saturating_sub(u64::from(h.event_size));
+        let start = if self.in_payload {
+            self.next_pos
+        } else {
+            u64::from(h.log_pos).saturating_sub(u64::from(h.event_size))
+        };
         let at = BinlogPos::new(self.file.clone(), start);
-        if let Some(hist) = self.history.as_mut() {
-            if let Err(e) = hist.rewind_to(&at) {
-                tracing::info!(error = %e, at = %at, "schema history does not reach back to the start; decoding from the binlog's own column metadata, with the current schema only where its column names match");
-                self.history_trusted = false;
+        if !self.rewound {
+            self.rewound = true;
+            if let Some(hist) = self.history.as_mut() {
+                if let Err(e) = hist.rewind_to(&at) {
+                    tracing::info!(error = %e, at = %at, "schema history does not reach back to the start; decoding from the binlog's own column metadata, with the snapshot's schema only where its column names match, until the stream reaches the snapshot");
+                    self.history_trusted = false;
+                    // Start from the oldest snapshot, so that the DDL recorded
+                    // after it replays in order once the stream gets there.
+                    if let Some(first) = hist.earliest_position().cloned() {
+                        if hist.rewind_to(&first).is_ok() {
+                            self.history_from = Some(first);
+                        }
+                    }
+                }
+            }
+        }
+        if self.history_from.as_ref().is_some_and(|from| at >= *from) {
+            tracing::info!(at = %at, "reached the schema snapshot; decoding with the schema history again");
+            self.history_from = None;
+            self.history_trusted = true;
+        }
+    }
+
+    /// The tables a DDL read before the oldest snapshot touches, for the
+    /// filter. The snapshot already shows its result, so it is not applied;
+    /// planning it against the snapshot names its tables when that works
+    /// (a CREATE of a table dropped later, an ALTER that still fits). `None`
+    /// when it does not: the statement's effect cannot be known here.
+    fn tables_of_covered_ddl(
+        &self,
+        at: &BinlogPos,
+        db: &str,
+        stmt: &str,
+    ) -> Option<Vec<(String, String)>> {
+        let hist = self.history.as_ref()?;
+        match hist.state().plan_ddl(db, stmt) {
+            Ok(plan) => Some(plan.effect.touched()),
+            Err(e) if self.opts.filter.is_empty() => {
+                tracing::info!(pos = %at, error = %e, "a DDL older than the schema snapshot does not apply to it (the snapshot already holds its result); passing it on");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(pos = %at, error = %e, "a DDL older than the schema snapshot does not apply to it (the snapshot already holds its result), so the tables it touches are unknown; passing it on whatever the table filter says");
+                None
             }
         }
     }
@@ -520,7 +574,17 @@ impl StreamDecoder {
             },
         );
         let mut tables: Vec<(String, String)> = Vec::new();
-        if let Some(hist) = self.history.as_mut() {
+        let mut force_pass = false;
+        let covered = self.history_from.as_ref().is_some_and(|from| at < *from);
+        if covered {
+            // Read again from before the oldest snapshot: the snapshot, taken
+            // later, already holds this statement's result; applying it again
+            // would fail (ADD COLUMN of a column the table has) or be wrong.
+            match self.tables_of_covered_ddl(&at, &q.db, stmt) {
+                Some(t) => tables = t,
+                None => force_pass = true,
+            }
+        } else if let Some(hist) = self.history.as_mut() {
             match hist.apply_ddl(&at, &q.db, stmt) {
                 Ok(effect) => tables = effect.touched(),
                 Err(crate::schema::history::SchemaError::UnknownDdl { reason, .. })
@@ -541,7 +605,9 @@ impl StreamDecoder {
             }
         }
         self.plans.clear();
-        let passes = if tables.is_empty() {
+        let passes = if force_pass {
+            true
+        } else if tables.is_empty() {
             self.opts.filter.matches(&q.db, "")
         } else {
             tables.iter().any(|(d, t)| self.opts.filter.matches(d, t))

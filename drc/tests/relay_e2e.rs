@@ -170,3 +170,165 @@ fn capture_relay_a_relay_b_over_mtls_survive_kill9() {
         "every insert once, in order"
     );
 }
+
+/// A capture that fails for good (here: a source without a binlog) says so in
+/// the log at once, while `drc run` keeps its relay serving; before, the error
+/// appeared only at shutdown, so a stalled stream showed nothing.
+#[test]
+fn a_failed_capture_is_logged_at_once() {
+    if !MariaDb::available() {
+        skip!("mariadbd is not installed");
+    }
+    let db = MariaDb::start(MariaDbOptions {
+        log_bin: false,
+        ..Default::default()
+    })
+    .expect("mariadb");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let port = free_port().expect("port");
+    let cfg = w.join("a.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[relay]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {:?}\ninsecure_plaintext = true\n\n\
+             [[capture]]\nstream = \"a.shop\"\nsource = \"{}\"\nstart = \"start\"\n\
+             relay = {{ url = \"http://127.0.0.1:{port}\", insecure_plaintext = true }}\n",
+            w.join("data"),
+            db.url(),
+        ),
+    )
+    .expect("config");
+    let log = w.join("run.log");
+    let mut run = Proc::spawn(
+        "drc run",
+        drc(),
+        &["run", "--config", cfg.to_str().unwrap_or_default()],
+        &log,
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the capture failure in the log", 30, || {
+        logged().contains("capture failed")
+    });
+    let line = logged()
+        .lines()
+        .find(|l| l.contains("capture failed"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("a.shop"), "names the stream: {line}");
+    assert!(line.contains("log_bin"), "says what is wrong: {line}");
+    // The region is still up: its relay answers.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the relay keeps serving after the capture failed"
+    );
+    run.kill9();
+}
+
+/// The stall at a DDL after kill -9, made deterministic: `drc run` with no
+/// schema history file is killed, an ALTER and an insert run on the source
+/// while it is down, and it is started again. The restarted capture resumes
+/// from the transaction before the ALTER with a snapshot taken after it; it
+/// must publish the ALTER and the insert (with the new column), not stop.
+#[test]
+fn restart_right_before_a_ddl_without_a_history_file_goes_on() {
+    if !MariaDb::available() {
+        skip!("mariadbd is not installed");
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("mariadb");
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.o (id INT PRIMARY KEY, v VARCHAR(20));
+         INSERT INTO shop.o VALUES (1, 'one')",
+    )
+    .expect("schema");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let port = free_port().expect("port");
+    let cfg = w.join("a.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[relay]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {:?}\ninsecure_plaintext = true\n\n\
+             [[capture]]\nstream = \"a.shop\"\nsource = \"{}\"\nstart = \"start\"\n\
+             relay = {{ url = \"http://127.0.0.1:{port}\", insecure_plaintext = true }}\n",
+            w.join("data"),
+            db.url(),
+        ),
+    )
+    .expect("config");
+    let log = w.join("run.log");
+    let args = ["run", "--config", cfg.to_str().unwrap_or_default()];
+    let dir = w.join("data").join("streams").join("a.shop");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let rows_of = |recs: &[(u64, Vec<u8>)]| -> Vec<(String, Vec<String>, String)> {
+        recs.iter()
+            .map(|(_, b)| pb::Transaction::decode(b.as_slice()).expect("transaction"))
+            .map(|t| match (&t.ddl, t.changes.first()) {
+                (Some(d), _) => ("ddl".to_string(), Vec::new(), d.statement.clone()),
+                (None, Some(c)) => (
+                    c.table.clone(),
+                    c.columns.iter().map(|c| c.name.clone()).collect(),
+                    format!("{:?}", c.after.as_ref().map(|r| &r.values)),
+                ),
+                (None, None) => ("empty".to_string(), Vec::new(), String::new()),
+            })
+            .collect()
+    };
+
+    // First run: everything up to the insert of row 1, then SIGKILL.
+    let mut run = Proc::spawn("drc run", drc(), &args, &log);
+    wait_for("the first insert in the relay", 60, || {
+        last_offset(&dir) >= 3
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    run.kill9();
+    // Read-only: opening the log here would hold its lock.
+    let held = last_offset(&dir) as usize;
+
+    // While it is down the source runs an ALTER and an insert.
+    db.sql(
+        "ALTER TABLE shop.o ADD COLUMN note VARCHAR(20) NULL;
+         INSERT INTO shop.o VALUES (2, 'two', 'n2')",
+    )
+    .expect("alter and insert");
+
+    let mut run = Proc::spawn("drc run", drc(), &args, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_offset(&dir) < held as u64 + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted capture published the ALTER and the insert: relay at {}, held {held} before\n{}",
+            last_offset(&dir),
+            logged()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.stop();
+    let after = rt.block_on(records(&dir));
+    assert_eq!(after.len(), held + 2, "exactly once\n{}", logged());
+    let old = rows_of(&after[..held]);
+    let last = old.last().cloned().unwrap_or_default();
+    assert_eq!(last.0, "o", "the first run ended with the insert: {old:?}");
+    assert_eq!(last.1, ["id", "v"]);
+    let new = rows_of(&after[held..]);
+    assert_eq!(
+        new[0],
+        (
+            "ddl".to_string(),
+            Vec::new(),
+            "ALTER TABLE shop.o ADD COLUMN note VARCHAR(20) NULL".to_string()
+        )
+    );
+    assert_eq!(new[1].0, "o");
+    assert_eq!(new[1].1, ["id", "v", "note"]);
+    assert!(
+        new[1].2.contains("Int(2)") && new[1].2.contains("\"two\"") && new[1].2.contains("\"n2\""),
+        "the new row with its new column: {}",
+        new[1].2
+    );
+}

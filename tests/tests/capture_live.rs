@@ -753,3 +753,57 @@ async fn a_frozen_server_is_noticed_by_heartbeat_timeout() {
     );
     assert_eq!(stats.transactions, 2);
 }
+
+/// A capture that keeps no schema history on disk and resumes by GTID right
+/// before an ALTER the server has already run (a restart after a crash) takes
+/// its schema snapshot at the head, which already shows the ALTER. Meeting
+/// the ALTER again must not stop it: the DDL is handed on, and rows on both
+/// sides of it decode with the columns of their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtid_resume_right_before_a_ddl_without_a_history_file() {
+    let Some(db) = start(MariaDbOptions::default()) else {
+        skip!("mariadbd is not installed");
+    };
+    db.exec(
+        "CREATE DATABASE shop; CREATE TABLE shop.o (id INT PRIMARY KEY, v VARCHAR(20));
+         INSERT INTO shop.o VALUES (1, 'one')",
+    )
+    .await
+    .expect("schema");
+    let before_ddl = db
+        .sql("SELECT @@global.gtid_binlog_pos")
+        .expect("gtid position");
+    db.exec(
+        "INSERT INTO shop.o VALUES (2, 'two');
+         ALTER TABLE shop.o ADD COLUMN note VARCHAR(20) NULL;
+         INSERT INTO shop.o VALUES (3, 'three', 'n3');
+         ALTER TABLE shop.o DROP COLUMN v;
+         INSERT INTO shop.o VALUES (4, 'n4')",
+    )
+    .await
+    .expect("workload");
+    let txns = capture_json(&db.url(), StartAt::Gtid(before_ddl.clone()), None)
+        .await
+        .expect("capture resumed before the DDL");
+    let ddl: Vec<&str> = txns.iter().filter_map(|t| t["ddl"].as_str()).collect();
+    assert_eq!(
+        ddl,
+        vec![
+            "ALTER TABLE shop.o ADD COLUMN note VARCHAR(20) NULL",
+            "ALTER TABLE shop.o DROP COLUMN v"
+        ],
+        "resumed after {before_ddl}: {txns:#?}"
+    );
+    let rows: Vec<Value> = changes_of(&txns, "shop", "o")
+        .iter()
+        .map(|c| c["after"].clone())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 2, "v": "two"}),
+            json!({"id": 3, "v": "three", "note": "n3"}),
+            json!({"id": 4, "note": "n4"}),
+        ]
+    );
+}

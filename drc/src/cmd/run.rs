@@ -74,6 +74,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             let rx = stop_rx.clone();
             captures.push(tokio::spawn(async move {
                 let r = crate::publish::capture_to_relay(&stream, opts, relay, fallback, rx).await;
+                if let Err(e) = &r {
+                    // Said now, not at shutdown: the relay and the appliers
+                    // keep running, so nothing else shows that this stream
+                    // has stopped growing.
+                    tracing::error!(stream, error = %format!("{e:#}"), "capture failed; this stream gets no new transactions until the cause is fixed and drc is restarted");
+                }
                 (stream, r)
             }));
         }
@@ -89,10 +95,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         let mut failed = None;
         for t in captures {
             match t.await {
-                Ok((stream, Err(e))) => {
-                    tracing::error!(stream, error = %format!("{e:#}"), "capture failed");
-                    failed = Some(e);
-                }
+                Ok((_, Err(e))) => failed = Some(e),
                 Ok((_, Ok(()))) => {}
                 Err(e) => failed = Some(anyhow::anyhow!("capture task: {e}")),
             }
