@@ -171,7 +171,10 @@ pub fn decode(batch: pb::Batch, max_bytes: usize) -> Result<RecordBatch> {
         Ok(pb::Compression::Zstd) => unframe(&batch.zstd_records, n, max_bytes)?,
         Err(_) => return bad(format!("unknown compression {}", batch.compression)),
     };
-    let offsets: Vec<u64> = if batch.offsets.is_empty() {
+    let offsets: Vec<u64> = if batch.offsets.is_empty() && n == 0 {
+        // Every offset of the range was filtered out.
+        Vec::new()
+    } else if batch.offsets.is_empty() {
         if n as u64 != batch.count {
             return bad(format!(
                 "dense batch of {} offsets holds {n} records",
@@ -273,6 +276,18 @@ mod tests {
                 assert_eq!(&rb.records[0].1[..], b"five");
                 assert_eq!(rb.records.last().expect("last").1.len(), 1000);
             }
+        }
+    }
+
+    #[test]
+    fn a_batch_of_only_filtered_offsets_round_trips() {
+        for compression in [pb::Compression::None, pb::Compression::Zstd] {
+            let mut b = BatchBuilder::new(5);
+            b.skip(5);
+            b.skip(6);
+            let got = decode(b.finish(compression, 9).expect("finish"), 1 << 20).expect("decode");
+            assert!(got.records.is_empty());
+            assert_eq!((got.first_offset, got.count), (5, 2));
         }
     }
 

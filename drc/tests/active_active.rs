@@ -76,8 +76,16 @@ fn two_regions_converge_and_nothing_loops() {
     let (pa, pb) = (free_port().expect("port"), free_port().expect("port"));
     let cfg_a = w.join("a.toml");
     let cfg_b = w.join("b.toml");
-    std::fs::write(&cfg_a, region_config("a", "b", pa, pb, &w.join("relay-a"), &a)).expect("a.toml");
-    std::fs::write(&cfg_b, region_config("b", "a", pb, pa, &w.join("relay-b"), &b)).expect("b.toml");
+    std::fs::write(
+        &cfg_a,
+        region_config("a", "b", pa, pb, &w.join("relay-a"), &a),
+    )
+    .expect("a.toml");
+    std::fs::write(
+        &cfg_b,
+        region_config("b", "a", pb, pa, &w.join("relay-b"), &b),
+    )
+    .expect("b.toml");
     let drc = env!("CARGO_BIN_EXE_drc");
     let mut run_a = Proc::spawn(
         "drc run (a)",
@@ -118,14 +126,18 @@ fn two_regions_converge_and_nothing_loops() {
         b.sql(&format!("INSERT INTO shop.o VALUES ({}, 'b{i}')", 1000 + i))
             .expect("write in b");
         if i % 5 == 4 {
-            a.sql(&format!("UPDATE shop.o SET v = 'a{i} again' WHERE id = {i}"))
-                .expect("update in a");
+            a.sql(&format!(
+                "UPDATE shop.o SET v = 'a{i} again' WHERE id = {i}"
+            ))
+            .expect("update in a");
             b.sql(&format!("DELETE FROM shop.o WHERE id = {}", 1000 + i - 1))
                 .expect("delete in b");
         }
     }
     let want = a_and_b_rows();
-    wait("both regions hold every row", &|| rows(&a) == want && rows(&b) == want);
+    wait("both regions hold every row", &|| {
+        rows(&a) == want && rows(&b) == want
+    });
 
     // Nothing comes back: once the writes stop, the streams stop growing
     // (an applied change that came back would be applied again and grow the
@@ -134,12 +146,18 @@ fn two_regions_converge_and_nothing_loops() {
     std::thread::sleep(Duration::from_secs(2));
     let before = settled();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(settled(), before, "the streams grew with no writes\n{}", logs());
+    assert_eq!(
+        settled(),
+        before,
+        "the streams grew with no writes\n{}",
+        logs()
+    );
     assert_eq!(rows(&a), want);
     assert_eq!(rows(&b), want);
     for db in [&a, &b] {
         assert_eq!(
-            db.sql("SELECT COUNT(*) FROM drc.conflicts").expect("conflicts"),
+            db.sql("SELECT COUNT(*) FROM drc.conflicts")
+                .expect("conflicts"),
             "0",
             "no conflict: no change was applied twice"
         );
