@@ -13,12 +13,15 @@ use std::time::Duration;
 
 use drc_apply::sink::nats::{NatsSink, NatsSinkConfig};
 use drc_apply::{ApplyError, Batch, Sink};
-use drc_capture::capture::{self, CaptureOptions, StartAt};
 use drc_proto::v1 as pb;
 use drc_tests::replay::{mariadb_tables, read_jetstream, StoredMessage, TableState};
 use drc_tests::{skip, MariaDb, MariaDbOptions, Nats, NatsOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod common;
+
+use common::{batches, capture_all};
 
 const STREAM: &str = "a.w";
 
@@ -29,44 +32,6 @@ fn servers() -> Option<(MariaDb, Nats)> {
     let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
     let nats = Nats::start(NatsOptions::default()).expect("start nats-server");
     Some((db, nats))
-}
-
-/// Every transaction of the source's binlog.
-async fn capture_all(src: &MariaDb) -> Vec<pb::Transaction> {
-    let mut opts = CaptureOptions::new(src.url(), StartAt::FromStart);
-    opts.stop_at_end = true;
-    let mut out = Vec::new();
-    capture::run(opts, |mut t| {
-        let mut changes = Vec::new();
-        t.for_each_change(|c| {
-            changes.push(c.clone());
-            Ok(())
-        })?;
-        let mut txn = t.txn;
-        txn.changes = changes;
-        out.push(txn);
-        Ok(())
-    })
-    .await
-    .expect("capture");
-    out
-}
-
-/// Batches of `size` transactions at offsets 1, 2, ...
-fn batches(txns: &[pb::Transaction], size: usize) -> Vec<Batch> {
-    txns.chunks(size)
-        .enumerate()
-        .map(|(n, chunk)| {
-            let first = (n * size) as u64 + 1;
-            let offsets: Vec<u64> = (first..first + chunk.len() as u64).collect();
-            Batch {
-                stream: STREAM.into(),
-                last_offset: *offsets.last().expect("non-empty chunk"),
-                offsets,
-                transactions: chunk.to_vec(),
-            }
-        })
-        .collect()
 }
 
 fn keys() -> BTreeMap<String, Vec<String>> {
@@ -278,7 +243,7 @@ async fn a_random_workload_replays_to_the_source_tables() {
     assert!(!g.atomic && g.durable && g.idempotent);
     assert_eq!(sink.checkpoint(STREAM).await.expect("checkpoint").offset, 0);
     let started = std::time::Instant::now();
-    for b in batches(&txns, 25) {
+    for b in batches(STREAM, &txns, 25) {
         sink.apply(&b).await.expect("apply");
     }
     let elapsed = started.elapsed();
@@ -332,7 +297,7 @@ async fn a_random_workload_replays_to_the_source_tables() {
     assert_same(&want, &replay(&msgs));
 
     // Everything delivered again: nothing is published twice.
-    for b in batches(&txns, 40) {
+    for b in batches(STREAM, &txns, 40) {
         sink.apply(&b).await.expect("apply again");
     }
     assert_eq!(stored(&nats, &sink).await.len(), msgs.len());
@@ -374,7 +339,7 @@ async fn crashes_redelivery_and_a_killed_broker_leave_each_message_once() {
     };
     workload(&src, 11, 250).await;
     let txns = capture_all(&src).await;
-    let all = batches(&txns, 12);
+    let all = batches(STREAM, &txns, 12);
     let want_msgs = message_count(&txns);
     let mut rng = StdRng::seed_from_u64(3);
 
@@ -462,7 +427,7 @@ async fn crashes_redelivery_and_a_killed_broker_leave_each_message_once() {
     })
     .expect("sink");
     sink.checkpoint(STREAM).await.expect("checkpoint");
-    let big = batches(&txns, txns.len()).remove(0);
+    let big = batches(STREAM, &txns, txns.len()).remove(0);
     {
         let apply = sink.apply(&big);
         tokio::pin!(apply);

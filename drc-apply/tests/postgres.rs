@@ -9,56 +9,18 @@
 use std::collections::BTreeMap;
 
 use drc_apply::sink::postgres::{ConflictPolicy, PostgresSink};
-use drc_apply::{Batch, Sink};
-use drc_capture::capture::{self, CaptureOptions, StartAt};
-use drc_proto::v1 as pb;
+use drc_apply::Sink;
 use drc_tests::{skip, MariaDb, MariaDbOptions, Postgres};
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 
+mod common;
 mod pg_common;
+use common::{batches, capture_all};
 use pg_common::{config, pg_client, rows_text, start_pg};
 
 fn servers_available() -> bool {
     MariaDb::available() && Postgres::available()
-}
-
-/// Every transaction of the source's binlog, spilled changes included.
-async fn capture_all(src: &MariaDb) -> Vec<pb::Transaction> {
-    let mut opts = CaptureOptions::new(src.url(), StartAt::FromStart);
-    opts.stop_at_end = true;
-    let mut out = Vec::new();
-    capture::run(opts, |mut t| {
-        let mut changes = Vec::new();
-        t.for_each_change(|c| {
-            changes.push(c.clone());
-            Ok(())
-        })?;
-        let mut txn = t.txn;
-        txn.changes = changes;
-        out.push(txn);
-        Ok(())
-    })
-    .await
-    .expect("capture");
-    out
-}
-
-/// Batches of `size` transactions at offsets 1, 2, ...
-fn batches(stream: &str, txns: &[pb::Transaction], size: usize) -> Vec<Batch> {
-    txns.chunks(size)
-        .enumerate()
-        .map(|(n, chunk)| {
-            let first = (n * size) as u64 + 1;
-            let offsets: Vec<u64> = (first..first + chunk.len() as u64).collect();
-            Batch {
-                stream: stream.into(),
-                last_offset: *offsets.last().expect("non-empty chunk"),
-                offsets,
-                transactions: chunk.to_vec(),
-            }
-        })
-        .collect()
 }
 
 // ---- comparing a MariaDB source with its PostgreSQL target ----

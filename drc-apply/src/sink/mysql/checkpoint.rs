@@ -291,3 +291,35 @@ pub async fn settle(
     )
     .await
 }
+
+/// The name of a stream's lock on the target (at most 64 characters, the
+/// servers' limit).
+pub fn lock_name(stream: &str) -> String {
+    let name = format!("drc.apply.{stream}");
+    if name.len() <= 64 {
+        return name;
+    }
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    stream.hash(&mut h);
+    format!("drc.apply.{:016x}", h.finish())
+}
+
+/// Locks the checkpoint row of `stream` in the open transaction and checks
+/// it still holds `expected` (else another applier moved it).
+pub async fn cas(conn: &mut Conn, stream: &str, expected: u64) -> crate::error::Result<()> {
+    let stored = read(conn, stream, true)
+        .await
+        .map_err(|e| super::classify(e, None, "drc.checkpoints"))?
+        .offset;
+    if stored == expected {
+        return Ok(());
+    }
+    Err(crate::error::ApplyError::Transient {
+        sink: super::SINK_NAME.into(),
+        message: format!(
+            "the checkpoint of stream {stream} moved to {stored} while this applier expected \
+             {expected}: another applier of the stream is running; resuming from the stored checkpoint"
+        ),
+    })
+}

@@ -57,7 +57,7 @@
 //! sink session sets `@drc_apply = 1`, and under the default trigger policy
 //! `guard` the sink rewrites each trigger of a table before its first write
 //! into it so that the body runs only when `@drc_apply` is not set (see
-//! [`meta::TriggerPolicy`]): local writes fire it, replicated rows do not.
+//! [`meta::TriggerPolicy`], [`triggers`]): local writes fire it, replicated rows do not.
 //! The rewrite runs with `sql_log_bin = 0` where the sink's user may set it
 //! (else it reaches the target's binlog like any DDL).
 //!
@@ -89,10 +89,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod conflict;
+mod errors;
 pub mod keys;
 pub mod meta;
 pub mod parallel;
 pub mod sql;
+mod triggers;
 pub mod write;
 
 use std::collections::{BTreeSet, HashSet};
@@ -106,7 +108,8 @@ use crate::sink::{Batch, Checkpoint, Sink, SinkGuarantees};
 
 pub use config::MySqlSinkConfig;
 pub use conflict::{ConflictKind, ConflictPolicy};
-use meta::{MetaCache, TriggerPolicy};
+use errors::{classify, classify_with_message, is_transient, row_error, server_code};
+use meta::MetaCache;
 use parallel::{begin, commit};
 use sql::Flavor;
 use write::{Ctx, Writer};
@@ -143,14 +146,6 @@ const ER_BAD_DB_ERROR: u16 = 1049;
 /// column or key (1091).
 const DDL_ALREADY_APPLIED: [u16; 7] = [1007, 1008, 1050, 1051, 1060, 1061, 1091];
 
-/// Server errors worth a retry: too many connections (1040), shutdown in
-/// progress (1053), lock wait timeout (1205), deadlock (1213), read-only
-/// (1290, 1836), query interrupted (1317), connection killed (1927), server
-/// gone or lost (2006, 2013), idle disconnect (4031).
-const TRANSIENT_CODES: [u16; 11] = [
-    1040, 1053, 1205, 1213, 1290, 1836, 1317, 1927, 2006, 2013, 4031,
-];
-
 /// Applies streams to a MySQL or MariaDB server; see the module docs.
 pub struct MySqlSink {
     config: MySqlSinkConfig,
@@ -183,19 +178,6 @@ struct Settled {
 /// The transaction's DDL, if it is one.
 fn ddl_of(txn: &pb::Transaction) -> Option<&pb::Ddl> {
     txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty())
-}
-
-/// The name of a stream's lock on the target (at most 64 characters, the
-/// servers' limit).
-fn lock_name(stream: &str) -> String {
-    let name = format!("drc.apply.{stream}");
-    if name.len() <= 64 {
-        return name;
-    }
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    stream.hash(&mut h);
-    format!("drc.apply.{:016x}", h.finish())
 }
 
 /// What a sink has done since it connected.
@@ -521,7 +503,7 @@ impl MySqlSink {
         if self.locked.contains(stream) {
             return Ok(());
         }
-        let name = lock_name(stream);
+        let name = checkpoint::lock_name(stream);
         let got: Option<Option<i64>> = conn
             // A stopped applier's session can outlive it by a moment.
             .exec_first("SELECT GET_LOCK(?, ?)", (&name, STREAM_LOCK_WAIT_S))
@@ -627,7 +609,7 @@ impl MySqlSink {
                 .apply_slow(conn, Ctx::of(stream, offset, txn), &txn.changes)
                 .await?;
         }
-        cas_checkpoint(conn, stream, stored).await?;
+        checkpoint::cas(conn, stream, stored).await?;
         checkpoint::write(
             conn,
             stream,
@@ -730,120 +712,19 @@ impl MySqlSink {
                     &format!("read the definition of {schema}.{table}"),
                 )
             })?;
-            self.handle_triggers(conn, schema, table, offset).await?;
+            triggers::handle(
+                conn,
+                self.config.triggers,
+                self.flavor,
+                schema,
+                table,
+                offset,
+            )
+            .await?;
             self.meta.insert(schema, table, m);
         }
         Ok(())
     }
-
-    async fn handle_triggers(
-        &mut self,
-        conn: &mut Conn,
-        schema: &str,
-        table: &str,
-        offset: u64,
-    ) -> Result<()> {
-        let policy = self.config.triggers;
-        if policy == TriggerPolicy::Fire {
-            return Ok(());
-        }
-        let what = format!("read the triggers of {schema}.{table}");
-        let triggers = meta::unguarded_triggers(conn, schema, table)
-            .await
-            .map_err(|e| classify(e, Some(offset), &what))?;
-        if triggers.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
-        if policy == TriggerPolicy::Fail {
-            return Err(ApplyError::Definite {
-                sink: SINK_NAME.into(),
-                offset,
-                message: format!(
-                    "{schema}.{table} has triggers ({}) that would write again what the stream \
-                     already carries; set the sink's `triggers = \"guard\"` to let the sink guard \
-                     them, or `\"fire\"` to let them fire",
-                    names.join(", ")
-                ),
-            });
-        }
-        // Keep the guard out of the target's binlog where allowed: it is this
-        // target's own business, not a change to replicate.
-        let quiet = conn.query_drop("SET SESSION sql_log_bin = 0").await.is_ok();
-        let r = self.guard_triggers(conn, schema, &triggers, offset).await;
-        if quiet {
-            let _ = conn.query_drop("SET SESSION sql_log_bin = 1").await;
-        }
-        let _ = conn.query_drop(SESSION_SETUP[1]).await;
-        r?;
-        tracing::info!(table = %format!("{schema}.{table}"), triggers = %names.join(", "), "mysql sink: triggers guarded");
-        Ok(())
-    }
-
-    async fn guard_triggers(
-        &mut self,
-        conn: &mut Conn,
-        schema: &str,
-        triggers: &[meta::Trigger],
-        offset: u64,
-    ) -> Result<()> {
-        for t in triggers {
-            let name = sql::table_ref(schema, &t.name);
-            let failed = |e| classify(e, Some(offset), &format!("guard trigger {name}"));
-            let row: Option<mysql_async::Row> = conn
-                .query_first(format!("SHOW CREATE TRIGGER {name}"))
-                .await
-                .map_err(failed)?;
-            let create: Option<String> =
-                row.as_ref().and_then(|r| r.get_opt(2)).and_then(|v| v.ok());
-            let guarded = create
-                .as_deref()
-                .and_then(|c| meta::guarded_statement(c, &t.action, self.flavor == Flavor::MariaDb))
-                .ok_or_else(|| ApplyError::Definite {
-                    sink: SINK_NAME.into(),
-                    offset,
-                    message: format!(
-                        "cannot guard trigger {name}: its definition does not end with its body; \
-                         guard it by hand (wrap the body in `IF @drc_apply IS NULL THEN ... END IF`) \
-                         or set the sink's `triggers = \"fire\"`"
-                    ),
-                })?;
-            let mut set_mode = String::from("SET SESSION sql_mode = ");
-            set_mode.push('\'');
-            set_mode.push_str(&t.sql_mode.replace('\'', ""));
-            set_mode.push('\'');
-            conn.query_drop(set_mode).await.map_err(failed)?;
-            let mut use_db = String::from("USE ");
-            sql::push_ident(&mut use_db, schema);
-            conn.query_drop(use_db).await.map_err(failed)?;
-            if self.flavor == Flavor::MySql {
-                conn.query_drop(format!("DROP TRIGGER IF EXISTS {name}"))
-                    .await
-                    .map_err(failed)?;
-            }
-            conn.query_drop(guarded).await.map_err(failed)?;
-        }
-        Ok(())
-    }
-}
-
-/// Locks the checkpoint row of `stream` in the open transaction and checks
-/// it still holds `expected` (else another applier moved it).
-async fn cas_checkpoint(conn: &mut Conn, stream: &str, expected: u64) -> Result<()> {
-    let stored = checkpoint::read(conn, stream, true)
-        .await
-        .map_err(|e| classify(e, None, "drc.checkpoints"))?
-        .offset;
-    if stored == expected {
-        return Ok(());
-    }
-    Err(ApplyError::Transient {
-        sink: SINK_NAME.into(),
-        message: format!(
-            "the checkpoint of stream {stream} moved to {stored} while this applier expected \
-             {expected}: another applier of the stream is running; resuming from the stored checkpoint"
-        ),
-    })
 }
 
 impl Sink for MySqlSink {
@@ -888,108 +769,6 @@ impl Sink for MySqlSink {
             }
         }
     }
-}
-
-fn server_code(e: &mysql_async::Error) -> Option<u16> {
-    match e {
-        mysql_async::Error::Server(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-fn is_transient(e: &mysql_async::Error) -> bool {
-    use mysql_async::DriverError as D;
-    match e {
-        mysql_async::Error::Io(_) | mysql_async::Error::Other(_) => true,
-        mysql_async::Error::Driver(d) => matches!(
-            d,
-            D::ConnectionClosed
-                | D::PacketOutOfOrder
-                | D::PoolDisconnected
-                | D::UnexpectedPacket { .. }
-                | D::BadCompressedPacketHeader
-        ),
-        mysql_async::Error::Server(s) => TRANSIENT_CODES.contains(&s.code),
-        mysql_async::Error::Url(_) => false,
-    }
-}
-
-/// An error of a statement that holds no row values: the server's message
-/// is kept.
-fn classify_with_message(e: mysql_async::Error, offset: Option<u64>, what: &str) -> ApplyError {
-    if is_transient(&e) {
-        return ApplyError::Transient {
-            sink: SINK_NAME.into(),
-            message: format!("{what}: {e}"),
-        };
-    }
-    match offset {
-        Some(offset) => ApplyError::Definite {
-            sink: SINK_NAME.into(),
-            offset,
-            message: format!("{what}: {e}"),
-        },
-        None => ApplyError::Definite {
-            sink: SINK_NAME.into(),
-            offset: 0,
-            message: format!("{what}: {e}"),
-        },
-    }
-}
-
-/// [`classify_with_message`] for bookkeeping statements.
-fn classify(e: mysql_async::Error, offset: Option<u64>, what: &str) -> ApplyError {
-    if let mysql_async::Error::Url(u) = &e {
-        return ApplyError::Config(format!("mysql sink: {what}: {u}"));
-    }
-    classify_with_message(e, offset, what)
-}
-
-/// An error of a row statement: server messages can quote row values, so
-/// only the error code and state are kept.
-fn row_error(e: mysql_async::Error, ctx: Ctx<'_>, what: &str, table: &str) -> ApplyError {
-    if is_transient(&e) {
-        return ApplyError::Transient {
-            sink: SINK_NAME.into(),
-            message: format!("{what} {table}: {e}"),
-        };
-    }
-    let detail = match &e {
-        mysql_async::Error::Server(s) => {
-            let hint = row_error_hint(s.code)
-                .map(|h| format!(": {h}"))
-                .unwrap_or_default();
-            format!("server error {} ({}){hint}", s.code, s.state)
-        }
-        other => other.to_string(),
-    };
-    write::definite(ctx, format!("{what} {table}: {detail}"))
-}
-
-/// What a row error means for the operator, for the errors a target that
-/// does not match its source gives.
-fn row_error_hint(code: u16) -> Option<&'static str> {
-    Some(match code {
-        1142 | 1143 | 1044 | 1045 => {
-            "the sink's user lacks a privilege on this table; grant it INSERT, UPDATE, DELETE (and \
-             SELECT) on the replicated tables"
-        }
-        1146 => {
-            "the table does not exist on the target; create it (as on the source) or replicate \
-             from a position before its CREATE TABLE"
-        }
-        1054 => {
-            "the target table has no column of this name; make its columns match the source's"
-        }
-        1136 => "the target table has other columns than the source's; make them match",
-        1048 | 1364 => "the target refuses a NULL or missing value: make its column definitions match the source's",
-        1264 | 1265 | 1366 | 1406 => {
-            "the target column cannot hold the source's value (type, length or charset differ); make it match the source's"
-        }
-        1452 | 1451 => "a foreign key of the target refuses the row; the target's rows do not match the source's",
-        4025 | 3819 => "a CHECK constraint of the target refuses the value; make it match the source's",
-        _ => return None,
-    })
 }
 
 /// The first line of `s`, cut to 200 characters.
