@@ -142,13 +142,26 @@ pub async fn run<S: Sink>(
     cfg.validate()?;
     let mut stats = ApplyStats::default();
     let mut backoff = BACKOFF_MIN;
+    let probe = Probe {
+        metrics: drc_obs::Pipeline::new(&cfg.stream, sink.name(), &cfg.subscriber),
+        health: drc_obs::health::Part::register(format!(
+            "apply {} -> {} ({})",
+            cfg.stream,
+            sink.name(),
+            cfg.subscriber
+        )),
+    };
     loop {
         if *stop.borrow() {
             return Ok(stats);
         }
-        match session(&cfg, sink, &mut stop, &mut stats, &mut backoff).await {
+        match session(&cfg, sink, &mut stop, &mut stats, &mut backoff, &probe).await {
             Ok(()) => return Ok(stats),
             Err(e) if e.is_transient() => {
+                probe.metrics.error(true);
+                probe
+                    .health
+                    .not_ready(format!("interrupted, retrying: {e}"));
                 tracing::warn!(
                     stream = %cfg.stream,
                     sink = sink.name(),
@@ -163,11 +176,18 @@ pub async fn run<S: Sink>(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
             Err(e) => {
+                probe.metrics.error(false);
                 tracing::error!(stream = %cfg.stream, sink = sink.name(), error = %e, "apply stopped");
                 return Err(e);
             }
         }
     }
+}
+
+/// What a pipeline tells the daemon's `/metrics` and `/readyz`.
+struct Probe {
+    metrics: drc_obs::Pipeline,
+    health: drc_obs::health::Part,
 }
 
 /// Resolves once `stop` is true; never when its sender is gone without
@@ -185,10 +205,13 @@ struct Chunk {
     end: u64,
     /// `(offset, transaction, encoded bytes)`, ascending.
     txns: Vec<(u64, pb::Transaction, usize)>,
+    /// The stream's last offset when the relay made the batch.
+    stream_last: u64,
 }
 
 fn decode_chunk(b: RecordBatch) -> Result<Chunk> {
     let end = b.end_offset();
+    let stream_last = b.last_offset;
     let txns = b
         .records
         .into_iter()
@@ -203,7 +226,11 @@ fn decode_chunk(b: RecordBatch) -> Result<Chunk> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Chunk { end, txns })
+    Ok(Chunk {
+        end,
+        txns,
+        stream_last,
+    })
 }
 
 /// Reads and decodes relay batches ahead of the sink; ends after the first
@@ -240,6 +267,9 @@ impl Drop for AbortOnDrop {
 /// The batch being built and what the sink has.
 struct Builder<'a> {
     cfg: &'a ApplierConfig,
+    probe: &'a Probe,
+    /// The stream's last offset as the relay last said.
+    stream_last: u64,
     batch: Batch,
     rows: usize,
     bytes: usize,
@@ -281,6 +311,7 @@ impl Builder<'_> {
         stats: &mut ApplyStats,
         backoff: &mut Duration,
     ) -> Result<()> {
+        self.stream_last = self.stream_last.max(chunk.stream_last);
         for (offset, txn, len) in chunk.txns {
             // DDL and empty transactions count as one row for the bounds.
             let rows = txn.changes.len().max(1);
@@ -335,6 +366,15 @@ impl Builder<'_> {
         stats.batches += 1;
         stats.last_offset = self.applied;
         *backoff = BACKOFF_MIN;
+        self.probe.metrics.applied(
+            batch.transactions.len() as u64,
+            batch.rows() as u64,
+            self.applied,
+            batch.transactions.last().map_or(0, |t| t.commit_ts_us),
+        );
+        if self.applied >= self.stream_last {
+            self.probe.metrics.caught_up();
+        }
         tracing::debug!(
             stream = %self.cfg.stream,
             transactions = batch.transactions.len(),
@@ -394,6 +434,7 @@ async fn session<S: Sink>(
     stop: &mut watch::Receiver<bool>,
     stats: &mut ApplyStats,
     backoff: &mut Duration,
+    probe: &Probe,
 ) -> Result<()> {
     let checkpoint = sink.checkpoint(&cfg.stream).await?;
     let from = checkpoint.offset + 1;
@@ -422,10 +463,13 @@ async fn session<S: Sink>(
         () = stopped(stop) => return Ok(()),
     };
     tracing::info!(stream = %cfg.stream, sink = sink.name(), from, "applying");
+    probe.health.ready();
     let (tx, mut rx) = mpsc::channel(READ_AHEAD);
     let reader = AbortOnDrop(tokio::spawn(read_ahead(sub, tx)));
     let mut b = Builder {
         cfg,
+        probe,
+        stream_last: 0,
         batch: Batch {
             last_offset: checkpoint.offset,
             ..Batch::default()

@@ -13,11 +13,13 @@ use prost::Message;
 
 use crate::error::{RelayError, Result};
 
-/// `drc.v1.Transaction`, position and origin only.
+/// `drc.v1.Transaction`, position, commit time and origin only.
 #[derive(Clone, PartialEq, Message)]
 pub struct TransactionHead {
     #[prost(message, optional, tag = "1")]
     pub position: Option<SourcePosition>,
+    #[prost(int64, tag = "2")]
+    pub commit_ts_us: i64,
     #[prost(string, tag = "4")]
     pub origin: String,
 }

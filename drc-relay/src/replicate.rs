@@ -105,17 +105,22 @@ impl Link {
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut backoff = config::BACKOFF_MIN;
         let name = self.stream.name().to_string();
+        let health =
+            drc_obs::health::Part::register(format!("replicate {name} from {}", self.upstream));
         loop {
             let r = tokio::select! {
-                r = self.once(&mut backoff) => r,
+                r = self.once(&mut backoff, &health) => r,
                 () = stopped(&mut stop) => return Ok(()),
             };
             match r {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => {
+                    drc_obs::replication_reconnect(&name, &self.upstream);
+                    health.not_ready(format!("interrupted, retrying: {e}"));
                     tracing::warn!(stream = %name, upstream = %self.upstream, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted");
                 }
                 Err(e) => {
+                    health.not_ready(format!("stopped: {e}"));
                     tracing::error!(stream = %name, upstream = %self.upstream, error = %e, "replication stopped");
                     return Err(e);
                 }
@@ -135,7 +140,7 @@ impl Link {
     /// Two halves joined by a bounded queue: the reader takes batches off the
     /// connection (decompressing and checking them) while the writer appends
     /// and fsyncs, so the socket never waits on the disk.
-    async fn once(&self, backoff: &mut Duration) -> Result<()> {
+    async fn once(&self, backoff: &mut Duration, health: &drc_obs::health::Part) -> Result<()> {
         let name = self.stream.name();
         let log = self.stream.log();
         let (from, verify) = match log.last_offset() {
@@ -164,6 +169,7 @@ impl Link {
             })
             .await?;
         tracing::info!(stream = %name, upstream = %self.upstream, from, "replicating");
+        health.ready();
         let (tx, rx) = mpsc::channel(REPLICA_QUEUE);
         let read = read_batches(sub, tx, self.upstream.clone());
         let write = self.write_batches(rx, verify, backoff);
@@ -201,6 +207,7 @@ impl Link {
         let mut confirmed = 0u64;
         while let Some(batch) = rx.recv().await {
             *backoff = config::BACKOFF_MIN;
+            let mut upstream_last = batch.last_offset;
             let mut records: Vec<(u64, Bytes)> = batch.records;
             if let Some((o, mine)) = verify.take() {
                 let first = records.first().map(|r| r.0);
@@ -223,6 +230,7 @@ impl Link {
             while bytes < REPLICA_APPEND_BYTES {
                 match rx.try_recv() {
                     Ok(more) => {
+                        upstream_last = upstream_last.max(more.last_offset);
                         bytes += more.records.iter().map(|r| r.1.len()).sum::<usize>();
                         records.extend(more.records);
                     }
@@ -234,11 +242,20 @@ impl Link {
             };
             let started = Instant::now();
             let n = records.len();
+            let commit_ts_us = records
+                .last()
+                .and_then(|r| crate::record::head(&r.1).ok())
+                .map_or(0, |h| h.commit_ts_us);
             let end = self
                 .stream
                 .append_replicated(first, records.into_iter().map(|r| r.1).collect())
                 .await?;
             tracing::debug!(stream = %name, first, end, records = n, bytes, append_ms = started.elapsed().as_secs_f64() * 1e3, "replica append");
+            let last = self.stream.last_offset();
+            drc_obs::replication_progress(name, &self.upstream, last, commit_ts_us);
+            if last >= upstream_last {
+                drc_obs::replication_caught_up(name, &self.upstream);
+            }
             if !self.subscriber.is_empty()
                 && last_confirm.elapsed() >= CONFIRM_EVERY
                 && end > confirmed

@@ -290,6 +290,7 @@ impl pb::relay_server::Relay for RelayService {
                     size_bytes: log.size_bytes(),
                     last_position: s.last_position(),
                     role: s.role().name().to_string(),
+                    last_commit_ts_us: s.last_commit_ts_us(),
                     subscribers: s
                         .subscribers()
                         .into_iter()

@@ -76,6 +76,8 @@ pub struct Stream {
     writer: tokio::sync::Mutex<PositionState>,
     /// Copy of the last position for readers that must not wait on appends.
     last_position: Mutex<Option<SourcePosition>>,
+    /// Source commit time of the last record (0 when empty).
+    last_commit_ts_us: std::sync::atomic::AtomicI64,
     live: Mutex<BTreeMap<String, Live>>,
 }
 
@@ -107,34 +109,36 @@ pub(crate) fn log_error(stream: &str, e: LogError) -> RelayError {
 impl Stream {
     /// Wraps an open log; reads the last record to recover the position.
     pub(crate) async fn new(name: String, role: Role, log: Log) -> Result<Self> {
+        let mut last_commit_ts_us = 0;
         let last = match log.last_offset() {
             None => None,
             Some(o) => {
                 let rec = read_one(&log, o).await.map_err(|e| log_error(&name, e))?;
                 match rec {
                     Some(bytes) => {
-                        record::head(&bytes)
-                            .map_err(|e| RelayError::Log {
-                                stream: name.clone(),
-                                message: format!(
-                                    "last record (offset {o}) is not a transaction: {e}"
-                                ),
-                                transient: false,
-                            })?
-                            .position
+                        let head = record::head(&bytes).map_err(|e| RelayError::Log {
+                            stream: name.clone(),
+                            message: format!("last record (offset {o}) is not a transaction: {e}"),
+                            transient: false,
+                        })?;
+                        last_commit_ts_us = head.commit_ts_us;
+                        head.position
                     }
                     None => None,
                 }
             }
         };
-        Ok(Self {
+        let stream = Self {
             name,
             role,
             log: Arc::new(log),
             last_position: Mutex::new(last.clone()),
+            last_commit_ts_us: last_commit_ts_us.into(),
             writer: tokio::sync::Mutex::new(PositionState::recover(last)),
             live: Mutex::new(BTreeMap::new()),
-        })
+        };
+        stream.record_metrics();
+        Ok(stream)
     }
 
     pub fn name(&self) -> &str {
@@ -159,6 +163,13 @@ impl Stream {
         lock(&self.last_position).clone()
     }
 
+    /// Source commit time of the last record, microseconds since the epoch
+    /// (0 when empty).
+    pub fn last_commit_ts_us(&self) -> i64 {
+        self.last_commit_ts_us
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Appends the transactions the stream does not hold yet; see
     /// `position.rs` for the rule. The whole request is refused, nothing
     /// appended, when one of its transactions has no readable position.
@@ -173,8 +184,10 @@ impl Stream {
         let mut next = state.clone();
         let mut fresh = Vec::with_capacity(records.len());
         let mut duplicates = 0u32;
+        let mut commit_ts_us = 0;
         for r in records {
-            let pos = record::head(&r)?.position.ok_or_else(|| {
+            let head = record::head(&r)?;
+            let pos = head.position.ok_or_else(|| {
                 RelayError::InvalidRequest(
                     "transaction has no position; the capture must set it".into(),
                 )
@@ -184,6 +197,7 @@ impl Stream {
                 continue;
             }
             next.advance(&pos)?;
+            commit_ts_us = head.commit_ts_us;
             fresh.push(r);
         }
         let appended = fresh.len() as u32;
@@ -194,6 +208,9 @@ impl Stream {
                 .map_err(|e| log_error(&self.name, e))?;
             *state = next;
             *lock(&self.last_position) = state.last().cloned();
+            self.last_commit_ts_us
+                .store(commit_ts_us, std::sync::atomic::Ordering::Relaxed);
+            self.record_metrics();
         }
         Ok(Published {
             appended,
@@ -208,7 +225,9 @@ impl Stream {
         let Some(last) = records.last() else {
             return Ok(self.last_offset());
         };
-        let pos = record::head(last).ok().and_then(|h| h.position);
+        let head = record::head(last).ok();
+        let commit_ts_us = head.as_ref().map_or(0, |h| h.commit_ts_us);
+        let pos = head.and_then(|h| h.position);
         let mut state = self.writer.lock().await;
         let end = self
             .log
@@ -219,7 +238,20 @@ impl Stream {
             *state = PositionState::recover(pos.clone());
             *lock(&self.last_position) = pos;
         }
+        self.last_commit_ts_us
+            .store(commit_ts_us, std::sync::atomic::Ordering::Relaxed);
+        self.record_metrics();
         Ok(end.0)
+    }
+
+    /// The stream's gauges after an append.
+    fn record_metrics(&self) {
+        drc_obs::stream_appended(
+            &self.name,
+            self.role.name(),
+            self.last_offset(),
+            self.log.size_bytes(),
+        );
     }
 
     /// Closes the log (its writer finishes, the directory lock is released)

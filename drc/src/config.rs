@@ -59,6 +59,19 @@ pub struct Config {
     /// Appliers: a stream from a relay into a sink.
     #[serde(default)]
     pub apply: Vec<crate::cmd::apply::ApplyConfig>,
+    /// The HTTP endpoint for `/metrics`, `/healthz` and `/readyz`; none
+    /// when absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where the daemon serves Prometheus metrics and health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `HOST:PORT` to listen on, e.g. `127.0.0.1:9400` (plain HTTP: keep it
+    /// on loopback or a private network).
+    pub listen: std::net::SocketAddr,
 }
 
 /// One capture: a source database feeding one stream.

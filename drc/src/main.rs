@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod daemon;
 mod publish;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,23 @@ enum Command {
     Log(cmd::log::LogArgs),
     /// TLS certificates for relays and clients.
     Tls(cmd::tls::TlsArgs),
+    /// Region config tools.
+    Config(ConfigArgs),
+    /// Streams, offsets, lags and subscribers of a region, as tables.
+    Status(cmd::status::StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a region config: keys, files, and (unless --offline) the
+    /// servers and relays it names.
+    Check(cmd::check::CheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +60,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not for journald or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -51,6 +71,10 @@ fn main() -> std::process::ExitCode {
         Command::Apply(args) => cmd::apply::run(args),
         Command::Log(args) => cmd::log::run(args),
         Command::Tls(args) => cmd::tls::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::Config(ConfigArgs {
+            command: ConfigCommand::Check(args),
+        }) => cmd::check::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

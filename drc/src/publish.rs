@@ -28,8 +28,12 @@ pub const MAX_BATCH_TXNS: usize = 512;
 /// Bytes per publish request, at most (a larger transaction travels alone).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
-struct PublishSink {
+struct PublishSink<'a> {
+    stream: &'a str,
+    health: &'a drc_obs::health::Part,
     publisher: Publisher,
+    /// Commit time of the newest pending transaction.
+    pending_commit_ts_us: i64,
     sent: u64,
     pending: Vec<Bytes>,
     pending_bytes: usize,
@@ -37,7 +41,7 @@ struct PublishSink {
     max_message_bytes: usize,
 }
 
-impl TxnSink for PublishSink {
+impl TxnSink for PublishSink<'_> {
     async fn accept(&mut self, txn: AssembledTxn) -> drc_capture::error::Result<()> {
         let txn = txn.into_transaction()?;
         let bytes = Bytes::from(txn.encode_to_vec());
@@ -58,6 +62,7 @@ impl TxnSink for PublishSink {
             self.flush().await?;
         }
         self.pending_bytes += bytes.len();
+        self.pending_commit_ts_us = txn.commit_ts_us;
         self.pending.push(bytes);
         self.sent += 1;
         if self.pending.len() >= MAX_BATCH_TXNS {
@@ -67,11 +72,15 @@ impl TxnSink for PublishSink {
     }
 
     async fn idle(&mut self) -> drc_capture::error::Result<()> {
-        self.flush().await
+        self.flush().await?;
+        // The binlog is read to its end: the stream is live.
+        drc_obs::capture_caught_up(self.stream);
+        self.health.ready();
+        Ok(())
     }
 }
 
-impl PublishSink {
+impl PublishSink<'_> {
     /// Sends what is pending as one request (one fsync at the relay).
     async fn flush(&mut self) -> drc_capture::error::Result<()> {
         if self.pending.is_empty() {
@@ -79,6 +88,7 @@ impl PublishSink {
         }
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        let txns = batch.len() as u64;
         self.publisher
             .send_encoded(batch)
             .await
@@ -89,6 +99,8 @@ impl PublishSink {
                 .await
                 .map_err(|e| CaptureError::Output(format!("publish to the relay: {e}")))?;
         }
+        drc_obs::capture_published(self.stream, txns, self.pending_commit_ts_us);
+        self.health.ready();
         Ok(())
     }
 }
@@ -116,6 +128,7 @@ pub async fn capture_to_relay(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut failures = 0u32;
+    let health = drc_obs::health::Part::register(format!("capture {stream}"));
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -132,7 +145,10 @@ pub async fn capture_to_relay(
             opts.start = start_from_relay(resume.position.as_ref(), fallback.clone());
             tracing::info!(stream, relay_offset = resume.last_offset, start = ?opts.start, "publishing to the relay");
             let mut sink = PublishSink {
+                stream,
+                health: &health,
                 publisher,
+                pending_commit_ts_us: 0,
                 sent: 0,
                 pending: Vec::new(),
                 pending_bytes: 0,
@@ -172,9 +188,13 @@ pub async fn capture_to_relay(
                         )
                     })
                 });
+                drc_obs::capture_error(stream);
                 if definite {
+                    health.not_ready(format!("stopped: {e:#}"));
                     return Err(e);
                 }
+                health.not_ready(format!("interrupted, retrying: {e:#}"));
+                drc_obs::capture_reconnect(stream);
                 failures = failures.saturating_add(1);
                 let delay = Duration::from_millis((200u64 << failures.min(5)).min(5_000));
                 tracing::warn!(stream, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "capture to relay failed; retrying");

@@ -27,7 +27,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use drc_apply::applier::{self, ApplierConfig, ApplyStats};
 use drc_apply::sink::jsonl::{JsonlConfig, JsonlSink};
@@ -283,17 +283,9 @@ pub fn run(a: ApplyArgs) -> anyhow::Result<()> {
             }
         );
     }
-    let rt = crate::cmd::runtime()?;
-    rt.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let pipelines = tokio::spawn(run_pipelines(entries, stop_rx));
-        tokio::pin!(pipelines);
-        tokio::select! {
-            r = &mut pipelines => return r.context("apply task")?,
-            () = crate::cmd::shutdown_signal() => {}
-        }
-        tracing::info!("stopping");
-        let _ = stop_tx.send(true);
-        pipelines.await.context("apply task")?
-    })
+    let roles = crate::daemon::Roles {
+        relay: false,
+        capture: false,
+    };
+    crate::daemon::run(crate::config::Config::load(&a.config)?, roles, entries)
 }

@@ -23,9 +23,13 @@ pub enum Format {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("input").required(true).args(["source", "binlog_file"])))]
+#[command(group(ArgGroup::new("input").required(true).args(["source", "binlog_file", "config"])))]
 #[command(group(ArgGroup::new("start").args(["from_start", "from_now", "gtid", "file"])))]
 pub struct CaptureArgs {
+    /// Run the `[[capture]]` entries of this region config as a daemon,
+    /// publishing to their relays (with --stream: only that one).
+    #[arg(long, conflicts_with_all = ["relay", "format", "stop_at_end", "from_start", "from_now", "gtid", "file"])]
+    config: Option<PathBuf>,
     /// Source server: mysql://USER:PASS@HOST:PORT.
     #[arg(long)]
     source: Option<String>,
@@ -91,6 +95,25 @@ pub struct CaptureArgs {
     relay_insecure_plaintext: bool,
 }
 
+/// `drc capture --config FILE`: the config's captures as a daemon.
+fn from_config(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
+    let mut cfg = crate::config::Config::load(path)?;
+    if let Some(stream) = only {
+        cfg.capture.retain(|c| c.stream == stream);
+        if cfg.capture.is_empty() {
+            bail!("{} has no [[capture]] for stream {stream}", path.display());
+        }
+    }
+    if cfg.capture.is_empty() {
+        bail!("{} has no [[capture]] entry", path.display());
+    }
+    let roles = crate::daemon::Roles {
+        relay: false,
+        capture: true,
+    };
+    crate::daemon::run(cfg, roles, Vec::new())
+}
+
 struct Out {
     format: Format,
     w: std::io::BufWriter<std::io::Stdout>,
@@ -114,6 +137,9 @@ impl Out {
 }
 
 pub fn run(a: CaptureArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.config {
+        return from_config(path, a.stream.as_deref());
+    }
     let filter = Filter::new(&a.include, &a.exclude).map_err(anyhow::Error::msg)?;
     let decoder = DecoderOptions {
         filter,

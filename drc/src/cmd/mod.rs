@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod capture;
+pub mod check;
 pub mod log;
 pub mod relay;
 pub mod run;
+pub mod status;
 pub mod tls;
 
 /// A multi-threaded runtime for the long-running roles.

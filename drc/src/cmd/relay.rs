@@ -1,13 +1,13 @@
-//! `drc relay --config FILE`: runs the `[relay]` of a region's config until
-//! SIGINT/SIGTERM, then stops taking requests, lets calls finish for a few
-//! seconds and exits 0.
+//! `drc relay --config FILE`: runs the `[relay]` of a region's config (with
+//! its upstream replication) until SIGINT/SIGTERM, then stops taking
+//! requests, lets calls finish for a few seconds and exits 0.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::config::Config;
+use crate::daemon::{self, Roles};
 
 #[derive(Args, Debug)]
 pub struct RelayArgs {
@@ -18,19 +18,12 @@ pub struct RelayArgs {
 
 pub fn run(a: RelayArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&a.config)?;
-    let relay = cfg
-        .relay
-        .with_context(|| format!("{} has no [relay] section", a.config.display()))?;
-    let rt = crate::cmd::runtime()?;
-    rt.block_on(async move {
-        let server = drc_relay::server::RelayServer::bind(relay)
-            .await
-            .context("start the relay")?;
-        tracing::info!(listen = ?server.local_address(), "relay listening");
-        server
-            .serve(crate::cmd::shutdown_signal())
-            .await
-            .context("relay")?;
-        Ok(())
-    })
+    if cfg.relay.is_none() {
+        anyhow::bail!("{} has no [relay] section", a.config.display());
+    }
+    let roles = Roles {
+        relay: true,
+        capture: false,
+    };
+    daemon::run(cfg, roles, Vec::new())
 }

@@ -445,6 +445,7 @@ impl<'a> Writer<'a> {
             message.push_str(": skipped");
         }
         tracing::warn!(offset = ctx.offset, table = %table, kind = kind.as_str(), policy = policy.as_str(), "mysql sink: conflict");
+        drc_obs::apply_conflict(ctx.stream, "mysql", kind.as_str());
         let rec = ConflictRecord {
             stream: ctx.stream,
             offset: ctx.offset,

@@ -169,6 +169,7 @@ impl Writer<'_> {
             policy = self.policy.as_str(),
             "postgres sink: conflict"
         );
+        drc_obs::apply_conflict(self.ctx.stream, "postgres", kind.as_str());
         let rec = ConflictRecord {
             stream: self.ctx.stream,
             offset: self.ctx.offset,
