@@ -78,7 +78,12 @@ pub fn run(a: CheckArgs) -> anyhow::Result<()> {
     let cfg: Config = match toml::from_str(&text) {
         Ok(c) => c,
         Err(e) => {
-            report.add(Level::Error, "file", format!("{e}").trim_end().to_string());
+            // One line: the line number and serde's message (which names the key).
+            let line = e
+                .span()
+                .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map_or(String::new(), |l| format!("line {l}: "));
+            report.add(Level::Error, "file", format!("{at}{}", e.message()));
             anyhow::bail!("config check: {} does not parse", a.file.display());
         }
     };
