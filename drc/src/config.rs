@@ -65,13 +65,27 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
 }
 
-/// `[metrics]`: where the daemon serves Prometheus metrics and health.
+/// `[metrics]`: where the daemons serve `/metrics`, `/healthz` and
+/// `/readyz` (plain HTTP: keep them on loopback or a private network).
+/// `drc run` uses `listen`; a one-role process (`drc relay`,
+/// `drc capture --config`, `drc apply`) its role's key, so the role units of
+/// one region can run from the same file side by side. A process without an
+/// address serves no endpoint.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// `HOST:PORT` to listen on, e.g. `127.0.0.1:9400` (plain HTTP: keep it
-    /// on loopback or a private network).
-    pub listen: std::net::SocketAddr,
+    /// `HOST:PORT` of `drc run`, e.g. `127.0.0.1:9400`.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// `HOST:PORT` of `drc relay`.
+    #[serde(default)]
+    pub relay_listen: Option<std::net::SocketAddr>,
+    /// `HOST:PORT` of `drc capture --config`.
+    #[serde(default)]
+    pub capture_listen: Option<std::net::SocketAddr>,
+    /// `HOST:PORT` of `drc apply`.
+    #[serde(default)]
+    pub apply_listen: Option<std::net::SocketAddr>,
 }
 
 /// One capture: a source database feeding one stream.
@@ -189,6 +203,17 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(m) = &self.metrics {
+            let all = [m.listen, m.relay_listen, m.capture_listen, m.apply_listen];
+            if all.iter().all(Option::is_none) {
+                bail!("[metrics] names no address: set listen = \"127.0.0.1:9400\" (and relay_listen, capture_listen, apply_listen for one-role processes), or remove the section");
+            }
+            let set: Vec<_> = all.iter().flatten().collect();
+            let distinct: std::collections::HashSet<_> = set.iter().collect();
+            if distinct.len() != set.len() {
+                bail!("[metrics]: two keys name the same address; each process needs its own port");
+            }
+        }
         if let Some(r) = &self.relay {
             r.validate().map_err(|e| anyhow::anyhow!("[relay]: {e}"))?;
         }
@@ -226,6 +251,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn example_region_configs_parse_and_validate() {
+        for (name, text) in [
+            (
+                "region-a",
+                include_str!("../../deploy/examples/region-a.toml"),
+            ),
+            (
+                "region-b",
+                include_str!("../../deploy/examples/region-b.toml"),
+            ),
+            (
+                "compose a",
+                include_str!("../../deploy/compose/region-a.toml"),
+            ),
+            (
+                "compose b",
+                include_str!("../../deploy/compose/region-b.toml"),
+            ),
+        ] {
+            let cfg: Config = toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            cfg.validate().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(cfg.capture.len(), 1, "{name}");
+            assert_eq!(cfg.apply.len(), 1, "{name}");
+            // The applier leaves out this region's own changes.
+            let own = &cfg.capture[0].stream;
+            assert!(cfg.appliers()[0].exclude_origins.contains(own), "{name}");
+        }
+    }
 
     #[test]
     fn appliers_leave_out_this_regions_own_origins() {

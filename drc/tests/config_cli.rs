@@ -150,20 +150,35 @@ fn config_check_names_each_problem_by_key() {
     let (ok, out) = check(&config, &[], &[("DRC_TEST_PW", "wrong")]);
     assert!(!ok, "errors fail the check:\n{out}");
     assert!(finding(&out, "relay.tls").starts_with("error"), "{out}");
-    assert!(finding(&out, "relay.tls").contains("missing-ca.pem"), "{out}");
+    assert!(
+        finding(&out, "relay.tls").contains("missing-ca.pem"),
+        "{out}"
+    );
     assert!(finding(&out, "relay.data_dir").starts_with("ok"), "{out}");
-    assert!(finding(&out, "capture[0].schema_history").contains("no-such-dir"), "{out}");
+    assert!(
+        finding(&out, "capture[0].schema_history").contains("no-such-dir"),
+        "{out}"
+    );
     let src = finding(&out, "capture[0].source");
-    assert!(src.starts_with("error") && src.contains("Access denied"), "{src}");
+    assert!(
+        src.starts_with("error") && src.contains("Access denied"),
+        "{src}"
+    );
     let nb = finding(&out, "capture[1].source");
     assert!(nb.starts_with("error") && nb.contains("log_bin"), "{nb}");
     // The other region being down is a warning: the relay retries.
-    assert!(finding(&out, "relay.upstreams[0]").starts_with("warning"), "{out}");
+    assert!(
+        finding(&out, "relay.upstreams[0]").starts_with("warning"),
+        "{out}"
+    );
 
     // With the right password the source passes capture's checks.
     let (_, out) = check(&config, &[], &[("DRC_TEST_PW", "right")]);
     let src = finding(&out, "capture[0].source");
-    assert!(src.starts_with("ok") && src.contains("fit capture"), "{src}");
+    assert!(
+        src.starts_with("ok") && src.contains("fit capture"),
+        "{src}"
+    );
 
     // Unset password variable: named, with the fix.
     let (ok, out) = check(&config, &["--offline"], &[]);
@@ -187,7 +202,11 @@ fn config_check_names_each_problem_by_key() {
     assert!(!ok, "--strict fails on warnings");
 
     // Unknown keys are named.
-    let (ok, out) = check("[relay]\nlisten = \"127.0.0.1:1\"\ndata_dir = \"x\"\nlisen = 3\n", &[], &[]);
+    let (ok, out) = check(
+        "[relay]\nlisten = \"127.0.0.1:1\"\ndata_dir = \"x\"\nlisen = 3\n",
+        &[],
+        &[],
+    );
     assert!(!ok);
     assert!(finding(&out, "file").contains("lisen"), "{out}");
 }

@@ -283,9 +283,6 @@ pub fn run(a: ApplyArgs) -> anyhow::Result<()> {
             }
         );
     }
-    let roles = crate::daemon::Roles {
-        relay: false,
-        capture: false,
-    };
+    let roles = crate::daemon::Roles::Apply;
     crate::daemon::run(crate::config::Config::load(&a.config)?, roles, entries)
 }

@@ -107,10 +107,7 @@ fn from_config(path: &std::path::Path, only: Option<&str>) -> anyhow::Result<()>
     if cfg.capture.is_empty() {
         bail!("{} has no [[capture]] entry", path.display());
     }
-    let roles = crate::daemon::Roles {
-        relay: false,
-        capture: true,
-    };
+    let roles = crate::daemon::Roles::Capture;
     crate::daemon::run(cfg, roles, Vec::new())
 }
 

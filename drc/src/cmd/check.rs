@@ -62,7 +62,7 @@ impl Report {
             Level::Warning => "warning",
             Level::Error => "error  ",
         };
-        println!("{tag} {key}: {text}");
+        say!("{tag} {key}: {text}");
         self.findings.push((level, key, text));
     }
 
@@ -97,7 +97,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<()> {
         rt.block_on(check_servers(&cfg, &mut report));
     }
     let (errors, warnings) = (report.count(Level::Error), report.count(Level::Warning));
-    println!(
+    say!(
         "config check: {errors} error{}, {warnings} warning{}",
         if errors == 1 { "" } else { "s" },
         if warnings == 1 { "" } else { "s" }
@@ -116,11 +116,7 @@ fn check_tls(key: &str, tls: &TlsConfig, server: bool, report: &mut Report) {
     };
     match loaded {
         Ok(()) => report.add(Level::Ok, key, "CA, certificate and key load"),
-        Err(e) => report.add(
-            Level::Error,
-            key,
-            format!("{e}; make the files with `drc tls init` or fix the paths"),
-        ),
+        Err(e) => report.add(Level::Error, key, e.to_string()),
     }
 }
 

@@ -1,5 +1,14 @@
 //! One module per subcommand, plus what they share.
 
+/// `println!` that ignores a closed standard output (`drc status | head`)
+/// instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod apply;
 pub mod capture;
 pub mod check;

@@ -21,9 +21,6 @@ pub fn run(a: RelayArgs) -> anyhow::Result<()> {
     if cfg.relay.is_none() {
         anyhow::bail!("{} has no [relay] section", a.config.display());
     }
-    let roles = Roles {
-        relay: true,
-        capture: false,
-    };
+    let roles = Roles::Relay;
     daemon::run(cfg, roles, Vec::new())
 }

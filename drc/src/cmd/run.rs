@@ -45,5 +45,5 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         );
     }
     let apply = cfg.appliers();
-    daemon::run(cfg, Roles::ALL, apply)
+    daemon::run(cfg, Roles::All, apply)
 }

@@ -81,12 +81,17 @@ fn relay_client(a: &StatusArgs, cfg: Option<&Config>) -> anyhow::Result<Option<C
 pub fn run(a: StatusArgs) -> anyhow::Result<()> {
     let cfg = a.config.as_deref().map(Config::load).transpose()?;
     let relay = relay_client(&a, cfg.as_ref())?;
-    let metrics = a.metrics.clone().or_else(|| {
-        cfg.as_ref()
-            .and_then(|c| c.metrics.as_ref())
-            .map(|m| m.listen.to_string())
-    });
-    if relay.is_none() && metrics.is_none() {
+    // Every endpoint the config names (`drc run`'s, or each role unit's).
+    let metrics: Vec<String> = match (&a.metrics, cfg.as_ref().and_then(|c| c.metrics.as_ref())) {
+        (Some(m), _) => vec![m.clone()],
+        (None, Some(m)) => [m.listen, m.relay_listen, m.capture_listen, m.apply_listen]
+            .into_iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    if relay.is_none() && metrics.is_empty() {
         bail!("nothing to ask: give --config FILE (with [relay] or [metrics]), --relay URL or --metrics HOST:PORT");
     }
     let now = drc_obs::lag::now_us();
@@ -101,15 +106,18 @@ pub fn run(a: StatusArgs) -> anyhow::Result<()> {
             .with_context(|| format!("ask the relay at {url} for its status"))?;
         print_streams(&url, &status, now);
     }
-    if let Some(m) = metrics {
-        let text = fetch_metrics(&m).with_context(|| format!("read http://{m}/metrics"))?;
-        print_pipelines(&m, &parse_metrics(&text));
+    for m in metrics {
+        match fetch_metrics(&m) {
+            Ok(text) => print_pipelines(&m, &parse_metrics(&text)),
+            // With role units, one of them may be down; say so, go on.
+            Err(e) => say!("\ndaemon http://{m}/metrics: not answering ({e:#})"),
+        }
     }
     Ok(())
 }
 
 fn print_streams(url: &str, s: &drc_proto::v1::StatusResponse, now_us: i64) {
-    println!("relay {url}");
+    say!("relay {url}");
     let mut rows = vec![vec![
         "STREAM".to_string(),
         "ROLE".into(),
@@ -171,7 +179,7 @@ fn print_streams(url: &str, s: &drc_proto::v1::StatusResponse, now_us: i64) {
         }
     }
     if subs.len() > 1 {
-        println!();
+        say!();
         table(&subs);
     }
 }
@@ -252,8 +260,8 @@ fn value(m: &Samples, metric: &str, want: &BTreeMap<String, String>) -> Option<f
 }
 
 fn print_pipelines(addr: &str, m: &Samples) {
-    println!();
-    println!("daemon http://{addr}/metrics");
+    say!();
+    say!("daemon http://{addr}/metrics");
     let mut rows = vec![vec![
         "PART".to_string(),
         "LAG".into(),
@@ -322,7 +330,7 @@ fn print_pipelines(addr: &str, m: &Samples) {
         ]);
     }
     if rows.len() == 1 {
-        println!("(no capture, replication or apply has handled a transaction yet)");
+        say!("(no capture, replication or apply has handled a transaction yet)");
     } else {
         table(&rows);
     }
@@ -346,7 +354,7 @@ fn table(rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        say!("{}", line.join("  ").trim_end());
     }
 }
 

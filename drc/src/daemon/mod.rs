@@ -26,20 +26,39 @@ use crate::config::Config;
 /// The longest a graceful stop waits for the roles before exiting anyway.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Which roles of the config to run.
-#[derive(Debug, Clone, Copy)]
-pub struct Roles {
-    /// The `[relay]` section.
-    pub relay: bool,
-    /// The `[[capture]]` entries.
-    pub capture: bool,
+/// Which roles of the config a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// `drc run`: everything the config names.
+    All,
+    /// `drc relay`: the `[relay]` section.
+    Relay,
+    /// `drc capture --config`: the `[[capture]]` entries.
+    Capture,
+    /// `drc apply`: the `[[apply]]` entries.
+    Apply,
 }
 
 impl Roles {
-    pub const ALL: Roles = Roles {
-        relay: true,
-        capture: true,
-    };
+    fn relay(self) -> bool {
+        matches!(self, Roles::All | Roles::Relay)
+    }
+
+    fn capture(self) -> bool {
+        matches!(self, Roles::All | Roles::Capture)
+    }
+
+    /// Where this process serves `/metrics`: `[metrics] listen` for
+    /// `drc run`, the role's own key for a one-role process (several of
+    /// them, started from one file, cannot share a port).
+    fn metrics_listen(self, m: &crate::config::MetricsConfig) -> Option<std::net::SocketAddr> {
+        match self {
+            Roles::All => m.listen,
+            Roles::Relay => m.relay_listen,
+            Roles::Capture => m.capture_listen,
+            Roles::Apply => m.apply_listen,
+        }
+    }
 }
 
 /// Runs `roles` of `cfg` and the pipelines of `apply` (taken from its
@@ -61,21 +80,30 @@ async fn run_async(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut metrics_task = None;
-    if let Some(m) = &cfg.metrics {
+    if let Some(listen) = cfg.metrics.as_ref().and_then(|m| roles.metrics_listen(m)) {
         let handle = http::install_recorder()?;
-        metrics_task = Some(http::serve(m.listen, handle, stop_rx.clone()).await?);
+        metrics_task = Some(http::serve(listen, handle, stop_rx.clone()).await?);
+    } else if cfg.metrics.is_some() {
+        tracing::info!(
+            ?roles,
+            "no metrics endpoint for this role: [metrics] has no address for it"
+        );
     }
     tracing::info!(
         region = cfg.region.as_deref().unwrap_or("-"),
-        relay = roles.relay && cfg.relay.is_some(),
-        captures = if roles.capture { cfg.capture.len() } else { 0 },
+        relay = roles.relay() && cfg.relay.is_some(),
+        captures = if roles.capture() {
+            cfg.capture.len()
+        } else {
+            0
+        },
         appliers = apply.len(),
         "starting"
     );
     let mut relay_task = None;
     let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
     let relay_part = drc_obs::health::Part::register("relay listener");
-    match (&cfg.relay, roles.relay) {
+    match (&cfg.relay, roles.relay()) {
         (Some(relay), true) => {
             let server = drc_relay::server::RelayServer::bind(relay.clone())
                 .await
@@ -90,7 +118,7 @@ async fn run_async(
         _ => drop(relay_part),
     }
     let mut captures = Vec::new();
-    if roles.capture {
+    if roles.capture() {
         for c in &cfg.capture {
             let (opts, fallback) = crate::cmd::run::capture_options(c)?;
             let stream = c.stream.clone();
