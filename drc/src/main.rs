@@ -33,6 +33,9 @@ enum Command {
     Log(cmd::log::LogArgs),
     /// TLS certificates for relays and clients.
     Tls(cmd::tls::TlsArgs),
+    /// Compare a source and a target database by chunk checksums and report
+    /// every differing row (exit 0 identical, 1 different, 2 error).
+    Verify(Box<cmd::verify::VerifyArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Apply(args) => cmd::apply::run(args),
         Command::Log(args) => cmd::log::run(args),
         Command::Tls(args) => cmd::tls::run(args),
+        Command::Verify(args) => return cmd::verify::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub mod log;
 pub mod relay;
 pub mod run;
 pub mod tls;
+pub mod verify;
 
 /// A multi-threaded runtime for the long-running roles.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
