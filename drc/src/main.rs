@@ -34,6 +34,9 @@ enum Command {
     Log(cmd::log::LogArgs),
     /// TLS certificates for relays and clients.
     Tls(cmd::tls::TlsArgs),
+    /// Compare a source and a target database by chunk checksums and report
+    /// every differing row (exit 0 identical, 1 different, 2 error).
+    Verify(Box<cmd::verify::VerifyArgs>),
     /// Region config tools.
     Config(ConfigArgs),
     /// Streams, offsets, lags and subscribers of a region, as tables.
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(ConfigArgs {
             command: ConfigCommand::Check(args),
         }) => cmd::check::run(args),
+        Command::Verify(args) => return cmd::verify::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ pub mod relay;
 pub mod run;
 pub mod status;
 pub mod tls;
+pub mod verify;
 
 /// A multi-threaded runtime for the long-running roles.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
