@@ -188,7 +188,7 @@ GEN_DATA="$TMP/gen/data"
 
 bench_tls_init "$TMP/tls"
 
-# --- helpers for one system ------------------------------------------------------
+# --- starting and checking a system ---------------------------------------------
 
 # sql_a SQL / sql_b SQL: on region A's primary / region B's target.
 sql_a() { bench_msql "$RUN/a/sock" "$1"; }
