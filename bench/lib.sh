@@ -10,6 +10,9 @@
 #                                  (one `apt-get update`, only if something is missing)
 #   bench_build_drc                cargo build --release -p drc; sets DRC_BIN
 #                                  (BENCH_DRC_BIN=PATH: use that binary, no build)
+#   bench_build_wan                drc and wanem in one build; sets DRC_BIN, WANEM_BIN
+#                                  (BENCH_DRC_BIN / BENCH_WANEM_BIN: no build)
+#   bench_target_dir               cargo's target directory (CARGO_TARGET_DIR honoured)
 #   bench_tmpdir                   mktemp -d, removed on exit; sets BENCH_TMP, BENCH_LOGS
 #   bench_on_exit CMD              runs CMD on exit (normal, failure, Ctrl-C), LIFO
 #   bench_free_port                prints a free TCP port on 127.0.0.1
@@ -20,6 +23,21 @@
 #   bench_timed NAME CMD ...       times CMD (best of 2 when quick); sets BENCH_SECS
 #                                  (wall) and BENCH_CPU (CMD's user + system CPU)
 #   bench_rate COUNT SECS          COUNT/SECS as an integer
+#   bench_now / bench_elapsed T0   epoch seconds (ns); seconds since T0 (3 decimals)
+#   bench_fmt1 X                   X with one decimal
+#   bench_msql SOCKET SQL          SQL as root over a unix socket (-N -B output)
+#
+# Two regions over an emulated WAN (root; bench_build_wan first):
+#   bench_link_up NAME DIR CC      `wanem up`: namespaces NAME-a and NAME-b joined
+#                                  by a link with BENCH_LINK_* settings, congestion
+#                                  control CC on the routes; sets BENCH_LINK
+#   bench_link_bytes               IP bytes the link delivered so far, both ways
+#   bench_ns_mariadbd NS DIR ARGS  mariadbd inside namespace NS on DIR/data
+#   bench_ns_track PID             a process to kill when the link goes down
+#   bench_link_down                kills those processes, stops wanem, removes
+#                                  the namespaces
+#   bench_tls_init DIR             `drc tls init` for regions a and b on the link
+#   bench_tls_table DIR REGION     a config's `tls = { ... }` value for REGION
 #   bench_machine                  "N cores / X GiB RAM / CPU model"
 #
 # Scripts using it should `set -euo pipefail`.
@@ -117,8 +135,49 @@ bench_build_drc() {
     root="$(bench_repo_root)"
     bench_log "cargo build --release -p drc"
     (cd "$root" && cargo build --release -p drc) >&2 || bench_die "cargo build --release -p drc"
-    DRC_BIN="$root/target/release/drc"
-    [ -x "$DRC_BIN" ] || bench_die "no binary at target/release/drc after the build"
+    DRC_BIN="$(bench_target_dir)/release/drc"
+    [ -x "$DRC_BIN" ] || bench_die "no binary at $DRC_BIN after the build"
+}
+
+# Prints cargo's target directory: CARGO_TARGET_DIR when set (relative to the
+# repository root, as cargo takes it there), else the root's target/.
+bench_target_dir() {
+    local root
+    root="$(bench_repo_root)"
+    case "${CARGO_TARGET_DIR:-}" in
+        "") echo "$root/target" ;;
+        /*) echo "$CARGO_TARGET_DIR" ;;
+        *) echo "$root/$CARGO_TARGET_DIR" ;;
+    esac
+}
+
+# Builds drc and wanem (release) in one cargo call and sets DRC_BIN and
+# WANEM_BIN. BENCH_DRC_BIN / BENCH_WANEM_BIN name binaries to use instead;
+# with both set nothing is built.
+bench_build_wan() {
+    local root target
+    root="$(bench_repo_root)"
+    target="$(bench_target_dir)"
+    if [ -z "${BENCH_DRC_BIN:-}" ] || [ -z "${BENCH_WANEM_BIN:-}" ]; then
+        command -v cargo >/dev/null 2>&1 || bench_die "cargo not found (install a Rust toolchain)"
+        bench_log "cargo build --release -p drc -p drc-wanem"
+        (cd "$root" && cargo build --release -p drc -p drc-wanem) >&2 ||
+            bench_die "cargo build --release -p drc -p drc-wanem"
+    fi
+    if [ -n "${BENCH_DRC_BIN:-}" ]; then
+        bench_build_drc
+    else
+        DRC_BIN="$target/release/drc"
+    fi
+    if [ -n "${BENCH_WANEM_BIN:-}" ]; then
+        [ -x "$BENCH_WANEM_BIN" ] || bench_die "BENCH_WANEM_BIN=$BENCH_WANEM_BIN is not an executable"
+        WANEM_BIN="$(cd "$(dirname "$BENCH_WANEM_BIN")" && pwd)/$(basename "$BENCH_WANEM_BIN")"
+        bench_log "using BENCH_WANEM_BIN=$WANEM_BIN (not built)"
+    else
+        WANEM_BIN="$target/release/wanem"
+    fi
+    [ -x "$DRC_BIN" ] || bench_die "no drc binary at $DRC_BIN"
+    [ -x "$WANEM_BIN" ] || bench_die "no wanem binary at $WANEM_BIN"
 }
 
 # --- ports and servers -------------------------------------------------------
@@ -162,6 +221,13 @@ bench_mysql() {
 # Runs SQL and prints the result without headers, tab-separated.
 bench_sql() {
     bench_mysql -N -B -e "$1"
+}
+
+# bench_msql SOCKET SQL: SQL as root over the unix socket (whatever network
+# namespace the server runs in), -N -B output.
+bench_msql() {
+    "$(_bench_bin mariadb)" --no-defaults --user=root --socket="$1" \
+        --default-character-set=utf8mb4 -N -B -e "$2"
 }
 
 # bench_mariadb_start DIR [MARIADBD_ARGS...]
@@ -275,6 +341,125 @@ bench_timed() {
 # bench_rate COUNT SECS: COUNT/SECS rounded to an integer.
 bench_rate() {
     awk -v n="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.001; printf "%.0f", n / s }'
+}
+
+bench_now() { date +%s.%N; }
+bench_elapsed() { awk -v a="$1" -v b="$(bench_now)" 'BEGIN { printf "%.3f", b - a }'; }
+bench_fmt1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
+
+# --- two regions over an emulated WAN ------------------------------------------
+#
+# The link is tools/wanem: a user-space forwarder between the tun devices of
+# two network namespaces, NAME-a (address BENCH_A_IP) and NAME-b (BENCH_B_IP),
+# with a delay, random loss and a rate cap each way. Its settings come from
+# the environment: BENCH_DELAY_MS (50), BENCH_LOSS_PCT (1), BENCH_RATE_MBIT
+# (100). The congestion control is set per route (`congctl`), because sysctl
+# cannot change it inside a namespace; it is what mariadbd's sockets get.
+
+BENCH_A_IP="${BENCH_A_IP:-10.77.0.1}"
+BENCH_B_IP="${BENCH_B_IP:-10.77.0.2}"
+BENCH_LINK=""
+BENCH_WANEM_PID=""
+BENCH_WANEM_CONTROL=""
+BENCH_NS_PIDS=()
+
+# bench_link_up NAME DIR CONGCTL: starts `wanem up` (output in DIR) and waits
+# for its ready line; checks the route carries CONGCTL. Needs WANEM_BIN.
+bench_link_up() {
+    local name="$1" dir="$2" cc="$3" i
+    bench_link_down
+    ip netns del "$name-a" 2>/dev/null || true
+    ip netns del "$name-b" 2>/dev/null || true
+    mkdir -p "$dir"
+    BENCH_LINK="$name"
+    BENCH_WANEM_CONTROL="$dir/wanem.sock"
+    "$WANEM_BIN" up --name "$name" --a-addr "$BENCH_A_IP/30" --b-addr "$BENCH_B_IP/30" \
+        --delay-ms "${BENCH_DELAY_MS:-50}" --loss-pct "${BENCH_LOSS_PCT:-1}" \
+        --rate-mbit "${BENCH_RATE_MBIT:-100}" --congctl "$cc" --control "$BENCH_WANEM_CONTROL" \
+        >"$dir/wanem.out" 2>"$dir/wanem.err" &
+    BENCH_WANEM_PID=$!
+    for ((i = 0; i < 600; i++)); do
+        grep -q '^wanem: ready' "$dir/wanem.out" 2>/dev/null && break
+        kill -0 "$BENCH_WANEM_PID" 2>/dev/null || { cat "$dir/wanem.err" >&2; bench_die "wanem up exited"; }
+        sleep 0.1
+    done
+    grep -q '^wanem: ready' "$dir/wanem.out" || { cat "$dir/wanem.err" >&2; bench_die "wanem: no 'ready' in 60 s"; }
+    ip -n "$name-a" route show "$BENCH_B_IP" | grep -q "congctl $cc" ||
+        bench_die "the route to region B does not carry congctl $cc: $(ip -n "$name-a" route show "$BENCH_B_IP")"
+}
+
+# IP bytes delivered by the link so far, both directions.
+bench_link_bytes() {
+    "$WANEM_BIN" stats --control "$BENCH_WANEM_CONTROL" |
+        awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { sub(/^bytes=/, "", $i); s += $i } }
+             END { printf "%.0f", s }'
+}
+
+# bench_ns_track PID: a process (in a namespace of the link) that
+# bench_link_down kills.
+bench_ns_track() {
+    BENCH_NS_PIDS+=("$1")
+}
+
+# Stops what runs on the link (the tracked processes, SIGKILL), then wanem
+# (SIGTERM: it deletes its namespaces), and removes the namespaces.
+bench_link_down() {
+    local p i
+    for p in "${BENCH_NS_PIDS[@]+"${BENCH_NS_PIDS[@]}"}"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    BENCH_NS_PIDS=()
+    if [ -n "$BENCH_WANEM_PID" ]; then
+        kill -TERM "$BENCH_WANEM_PID" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$BENCH_WANEM_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$BENCH_WANEM_PID" 2>/dev/null || true
+        wait "$BENCH_WANEM_PID" 2>/dev/null || true
+        BENCH_WANEM_PID=""
+    fi
+    if [ -n "$BENCH_LINK" ]; then
+        ip netns del "$BENCH_LINK-a" 2>/dev/null || true
+        ip netns del "$BENCH_LINK-b" 2>/dev/null || true
+        BENCH_LINK=""
+    fi
+}
+
+# bench_ns_mariadbd NS DIR ARGS...: mariadbd inside namespace NS on DIR/data
+# (socket DIR/sock, error log DIR/error.log), tracked for bench_link_down;
+# sets NS_PID once it answers.
+bench_ns_mariadbd() {
+    local ns="$1" dir="$2" i
+    shift 2
+    mkdir -p "$dir/tmp"
+    ip netns exec "$ns" "$(_bench_bin mariadbd)" --no-defaults --user=root \
+        --datadir="$dir/data" --socket="$dir/sock" --pid-file="$dir/mariadbd.pid" \
+        --log-error="$dir/error.log" --tmpdir="$dir/tmp" --skip-name-resolve \
+        "$@" >"$dir/stdout.log" 2>&1 &
+    NS_PID=$!
+    bench_ns_track "$NS_PID"
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$NS_PID" 2>/dev/null || break
+        bench_msql "$dir/sock" 'SELECT 1' >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    tail -n 30 "$dir/error.log" >&2 2>/dev/null || true
+    bench_die "mariadbd in $ns did not start"
+}
+
+# bench_tls_init DIR: a CA and certificates for regions a and b, each valid
+# for its address on the link. Needs DRC_BIN.
+bench_tls_init() {
+    bench_log "drc tls init (regions a and b, with the link's addresses)"
+    "$DRC_BIN" tls init "$1" --regions a,b --san "a=$BENCH_A_IP" --san "b=$BENCH_B_IP" \
+        >"$1.log" 2>&1 || { cat "$1.log" >&2; bench_die "drc tls init"; }
+}
+
+# bench_tls_table DIR REGION: the inline TOML table of REGION's TLS files.
+bench_tls_table() {
+    printf '{ ca = "%s", cert = "%s", key = "%s" }' "$1/ca.pem" "$1/$2.pem" "$1/$2.key"
 }
 
 # --- the machine -------------------------------------------------------------

@@ -90,8 +90,8 @@ KEEP="${BENCH_KEEP:-0}"
 TIME_TARGET="0.5"
 WIRE_TARGET="0.35"
 
-A_IP="10.77.0.1"
-B_IP="10.77.0.2"
+A_IP="$BENCH_A_IP"
+B_IP="$BENCH_B_IP"
 REPL_PASSWORD="bench-repl"
 STREAM="a.bench"
 RELAY_PORT=7400
@@ -112,37 +112,10 @@ done
 bench_require mariadbd:mariadb-server mariadb-install-db:mariadb-server \
     mariadb:mariadb-client mariadb-binlog:mariadb-client \
     sysbench:sysbench ip:iproute2 ss:iproute2
-if [ -z "${BENCH_DRC_BIN:-}" ] || [ -z "${BENCH_WANEM_BIN:-}" ]; then
-    command -v cargo >/dev/null 2>&1 || bench_die "cargo not found (install a Rust toolchain)"
-fi
 # bbr may be a module; congctl on a route needs it loaded.
 modprobe tcp_bbr 2>/dev/null || true
 
-# drc and wanem in one cargo build (BENCH_DRC_BIN / BENCH_WANEM_BIN: no build).
-build_bins() {
-    local root
-    root="$(bench_repo_root)"
-    if [ -z "${BENCH_DRC_BIN:-}" ] || [ -z "${BENCH_WANEM_BIN:-}" ]; then
-        bench_log "cargo build --release -p drc -p drc-wanem"
-        (cd "$root" && cargo build --release -p drc -p drc-wanem) >&2 ||
-            bench_die "cargo build --release -p drc -p drc-wanem"
-    fi
-    if [ -n "${BENCH_DRC_BIN:-}" ]; then
-        bench_build_drc
-    else
-        DRC_BIN="$root/target/release/drc"
-    fi
-    if [ -n "${BENCH_WANEM_BIN:-}" ]; then
-        [ -x "$BENCH_WANEM_BIN" ] || bench_die "BENCH_WANEM_BIN=$BENCH_WANEM_BIN is not an executable"
-        WANEM_BIN="$(cd "$(dirname "$BENCH_WANEM_BIN")" && pwd)/$(basename "$BENCH_WANEM_BIN")"
-        bench_log "using BENCH_WANEM_BIN=$WANEM_BIN (not built)"
-    else
-        WANEM_BIN="$root/target/release/wanem"
-    fi
-    [ -x "$DRC_BIN" ] || bench_die "no drc binary at $DRC_BIN"
-    [ -x "$WANEM_BIN" ] || bench_die "no wanem binary at $WANEM_BIN"
-}
-build_bins
+bench_build_wan
 
 bench_tmpdir
 if [ "$KEEP" = 1 ]; then
@@ -154,22 +127,8 @@ TMP="$BENCH_TMP"
 mkdir -p "$TMP/bin"
 cp "$DRC_BIN" "$TMP/bin/drc" && DRC_BIN="$TMP/bin/drc"
 cp "$WANEM_BIN" "$TMP/bin/wanem" && WANEM_BIN="$TMP/bin/wanem"
-LINK=""
-WANEM_PID=""
-RUN_PIDS=()
 # Runs before the temp dir goes (exit commands run last-registered first).
-bench_on_exit "stop_setting"
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-fmt1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
-
-# msql SOCKET SQL: SQL as root over the unix socket (no matter the namespace
-# the server runs in), -N -B output.
-msql() {
-    "$(_bench_bin mariadb)" --no-defaults --user=root --socket="$1" \
-        --default-character-set=utf8mb4 -N -B -e "$2"
-}
+bench_on_exit "bench_link_down"
 
 PRIMARY_ARGS=(--server-id=1 --log-bin=binlog
     --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL
@@ -206,14 +165,14 @@ want_bytes=$((BINLOG_MB * 1048576))
     >"$BENCH_LOGS/sysbench-run.log" 2>&1 &
 SB_PID=$!
 bench_on_exit "kill -TERM $SB_PID 2>/dev/null"
-sb_t0="$(now)"
+sb_t0="$(bench_now)"
 while :; do
     kill -0 "$SB_PID" 2>/dev/null ||
         { tail -n 30 "$BENCH_LOGS/sysbench-run.log" >&2; bench_die "sysbench run stopped early"; }
     [ "$(binlog_total)" -ge "$want_bytes" ] && break
     sleep 1
 done
-sb_secs="$(elapsed "$sb_t0")"
+sb_secs="$(bench_elapsed "$sb_t0")"
 kill -TERM "$SB_PID" 2>/dev/null || true
 wait "$SB_PID" 2>/dev/null || true
 bench_sql 'FLUSH BINARY LOGS'
@@ -247,66 +206,9 @@ PATH="$PATH:/usr/sbin:/usr/local/sbin" "$(_bench_bin mariadb-install-db)" --no-d
     --auth-root-authentication-method=normal --skip-test-db >"$BENCH_LOGS/replica-install.log" 2>&1 ||
     { tail -n 30 "$BENCH_LOGS/replica-install.log" >&2; bench_die "mariadb-install-db (replica)"; }
 
-bench_log "drc tls init (regions a and b, with the link's addresses)"
-"$DRC_BIN" tls init "$TMP/tls" --regions a,b --san "a=$A_IP" --san "b=$B_IP" \
-    >"$BENCH_LOGS/tls-init.log" 2>&1 ||
-    { cat "$BENCH_LOGS/tls-init.log" >&2; bench_die "drc tls init"; }
+bench_tls_init "$TMP/tls"
 
 # --- one setting: link, servers ------------------------------------------------
-
-# Stops what the current setting started: drc, mariadbd, the link.
-stop_setting() {
-    local p i
-    for p in "${RUN_PIDS[@]+"${RUN_PIDS[@]}"}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    RUN_PIDS=()
-    if [ -n "$WANEM_PID" ]; then
-        # SIGTERM: wanem deletes its namespaces and prints its final counters.
-        kill -TERM "$WANEM_PID" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$WANEM_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$WANEM_PID" 2>/dev/null || true
-        wait "$WANEM_PID" 2>/dev/null || true
-        WANEM_PID=""
-    fi
-    if [ -n "$LINK" ]; then
-        ip netns del "$LINK-a" 2>/dev/null || true
-        ip netns del "$LINK-b" 2>/dev/null || true
-        LINK=""
-    fi
-}
-
-# IP bytes delivered by the link so far, both directions.
-link_bytes() {
-    "$WANEM_BIN" stats --control "$RUN/wanem.sock" |
-        awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes=/) { sub(/^bytes=/, "", $i); s += $i } }
-             END { printf "%.0f", s }'
-}
-
-# ns_mariadbd NS DIR ARGS...: mariadbd inside namespace NS on DIR/data, socket
-# DIR/sock; sets NS_PID.
-ns_mariadbd() {
-    local ns="$1" dir="$2" i
-    shift 2
-    mkdir -p "$dir/tmp"
-    ip netns exec "$ns" "$(_bench_bin mariadbd)" --no-defaults --user=root \
-        --datadir="$dir/data" --socket="$dir/sock" --pid-file="$dir/mariadbd.pid" \
-        --log-error="$dir/error.log" --tmpdir="$dir/tmp" --skip-name-resolve \
-        "$@" >"$dir/stdout.log" 2>&1 &
-    NS_PID=$!
-    RUN_PIDS+=("$NS_PID")
-    for ((i = 0; i < 600; i++)); do
-        kill -0 "$NS_PID" 2>/dev/null || break
-        msql "$dir/sock" 'SELECT 1' >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    tail -n 30 "$dir/error.log" >&2 2>/dev/null || true
-    bench_die "mariadbd in $ns did not start"
-}
 
 # Total bytes of the backlog up to FILE at POS (the primary's binlog list).
 moved_bytes() {
@@ -326,21 +228,21 @@ slave_status() {
 native_run() {
     local comp="$1" label="native" st file pos io err t0 s0 s1 secs moved empty=0
     [ "$comp" = 1 ] && label="native compressed"
-    msql "$REPLICA/sock" "STOP SLAVE; RESET SLAVE ALL" >/dev/null 2>&1 || true
-    msql "$REPLICA/sock" "SET GLOBAL slave_compressed_protocol=$([ "$comp" = 1 ] && echo ON || echo OFF);
+    bench_msql "$REPLICA/sock" "STOP SLAVE; RESET SLAVE ALL" >/dev/null 2>&1 || true
+    bench_msql "$REPLICA/sock" "SET GLOBAL slave_compressed_protocol=$([ "$comp" = 1 ] && echo ON || echo OFF);
         CHANGE MASTER TO MASTER_HOST='$A_IP', MASTER_PORT=3306, MASTER_USER='repl',
             MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=no,
             MASTER_LOG_FILE='$FIRST_LOG', MASTER_LOG_POS=4, MASTER_CONNECT_RETRY=1"
-    s0="$(link_bytes)"
-    t0="$(now)"
-    msql "$REPLICA/sock" "START SLAVE IO_THREAD"
+    s0="$(bench_link_bytes)"
+    t0="$(bench_now)"
+    bench_msql "$REPLICA/sock" "START SLAVE IO_THREAD"
     RES_TIMED_OUT=0
     while :; do
         st="$(slave_status)"
         file="$(awk -F': ' '$1 ~ /^ *Master_Log_File$/ { print $2 }' <<<"$st")"
         pos="$(awk -F': ' '$1 ~ /^ *Read_Master_Log_Pos$/ { print $2 }' <<<"$st")"
         io="$(awk -F': ' '$1 ~ /^ *Slave_IO_Running$/ { print $2 }' <<<"$st")"
-        secs="$(elapsed "$t0")"
+        secs="$(bench_elapsed "$t0")"
         if [ "$file" = "$END_FILE" ] && [ "${pos:-0}" -ge "$END_POS" ]; then
             break
         fi
@@ -368,8 +270,8 @@ native_run() {
         fi
         sleep "$POLL"
     done
-    s1="$(link_bytes)"
-    msql "$REPLICA/sock" "STOP SLAVE IO_THREAD" >/dev/null 2>&1 || true
+    s1="$(bench_link_bytes)"
+    bench_msql "$REPLICA/sock" "STOP SLAVE IO_THREAD" >/dev/null 2>&1 || true
     RES_SECS="$secs"
     RES_WIRE=$((s1 - s0))
     RES_EST="$secs"
@@ -380,8 +282,8 @@ native_run() {
         # Wire bytes so far, scaled to the whole backlog.
         RES_WIRE="$(awk -v w="$RES_WIRE" -v m="$moved" -v t="$PRIMARY_BYTES" \
             'BEGIN { if (m < 1) m = 1; printf "%.0f", w * t / m }')"
-        bench_log "$label: timed out after ${secs}s with $(fmt1 "$(awk -v m="$moved" 'BEGIN { print m / 1048576 }')") MB" \
-            "of $(fmt1 "$(awk -v m="$PRIMARY_BYTES" 'BEGIN { print m / 1048576 }')") MB moved; about ${RES_EST}s for all"
+        bench_log "$label: timed out after ${secs}s with $(bench_fmt1 "$(awk -v m="$moved" 'BEGIN { print m / 1048576 }')") MB" \
+            "of $(bench_fmt1 "$(awk -v m="$PRIMARY_BYTES" 'BEGIN { print m / 1048576 }')") MB moved; about ${RES_EST}s for all"
     else
         bench_log "$label: ${secs}s, $(awk -v w="$RES_WIRE" 'BEGIN { printf "%.1f", w / 1048576 }') MB on the link"
     fi
@@ -389,9 +291,7 @@ native_run() {
 
 # --- drc -----------------------------------------------------------------------
 
-tls_table() {
-    printf '{ ca = "%s", cert = "%s", key = "%s" }' "$TMP/tls/ca.pem" "$TMP/tls/$1.pem" "$TMP/tls/$1.key"
-}
+tls_table() { bench_tls_table "$TMP/tls" "$1"; }
 
 # Payload bytes of a log directory's segments (file sizes less the 24-byte
 # segment headers): equal in two logs holding the same records.
@@ -450,26 +350,26 @@ streams = ["$STREAM"]
 subscriber = "relay-b"
 EOF
     local a_dir="$d/a-data/streams/$STREAM" b_dir="$d/b-data/streams/$STREAM"
-    s0="$(link_bytes)"
-    t0="$(now)"
-    ip netns exec "$LINK-a" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" run --config "$d/a.toml" \
+    s0="$(bench_link_bytes)"
+    t0="$(bench_now)"
+    ip netns exec "$BENCH_LINK-a" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" run --config "$d/a.toml" \
         >"$d/a.log" 2>&1 &
     a_pid=$!
-    RUN_PIDS+=("$a_pid")
+    bench_ns_track "$a_pid"
     # Relay B starts once relay A listens, so that its first connection
     # succeeds rather than waiting out a retry backoff.
     for ((i = 0; i < 300; i++)); do
         kill -0 "$a_pid" 2>/dev/null || { drc_logs_tail; bench_die "drc run (region A) exited"; }
-        ip netns exec "$LINK-a" ss -Hltn "sport = :$RELAY_PORT" 2>/dev/null | grep -q . && break
+        ip netns exec "$BENCH_LINK-a" ss -Hltn "sport = :$RELAY_PORT" 2>/dev/null | grep -q . && break
         sleep 0.05
     done
-    ip netns exec "$LINK-b" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" relay --config "$d/b.toml" \
+    ip netns exec "$BENCH_LINK-b" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" relay --config "$d/b.toml" \
         >"$d/b.log" 2>&1 &
     b_pid=$!
-    RUN_PIDS+=("$b_pid")
+    bench_ns_track "$b_pid"
     RES_TIMED_OUT=0
     while :; do
-        secs="$(elapsed "$t0")"
+        secs="$(bench_elapsed "$t0")"
         kill -0 "$a_pid" 2>/dev/null || { drc_logs_tail; bench_die "drc run (region A) exited"; }
         kill -0 "$b_pid" 2>/dev/null || { drc_logs_tail; bench_die "drc relay (region B) exited"; }
         a_bytes="$(seg_bytes "$a_dir")"
@@ -506,7 +406,7 @@ EOF
         fi
         sleep "$POLL"
     done
-    s1="$(link_bytes)"
+    s1="$(bench_link_bytes)"
     kill -TERM "$b_pid" "$a_pid" 2>/dev/null || true
     for ((i = 0; i < 150; i++)); do
         kill -0 "$a_pid" 2>/dev/null || kill -0 "$b_pid" 2>/dev/null || break
@@ -558,9 +458,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 # "12.3" or ">600 (~1450.2 est.)"
 show_secs() {
     if [ "$2" = 1 ]; then
-        printf '>%s (~%s est.)' "$(fmt1 "$1")" "$(fmt1 "$3")"
+        printf '>%s (~%s est.)' "$(bench_fmt1 "$1")" "$(bench_fmt1 "$3")"
     else
-        fmt1 "$1"
+        bench_fmt1 "$1"
     fi
 }
 
@@ -572,40 +472,25 @@ run_setting() {
     local cc="$1" i line best
     RUN="$TMP/run-$cc"
     mkdir -p "$RUN"
-    LINK="dw$$${cc:0:1}"
-    ip netns del "$LINK-a" 2>/dev/null || true
-    ip netns del "$LINK-b" 2>/dev/null || true
     bench_log "[$cc] wanem up: ${DELAY_MS} ms each way, ${LOSS_PCT}% loss, ${RATE_MBIT} Mbit/s, congctl $cc"
-    "$WANEM_BIN" up --name "$LINK" --a-addr "$A_IP/30" --b-addr "$B_IP/30" \
-        --delay-ms "$DELAY_MS" --loss-pct "$LOSS_PCT" --rate-mbit "$RATE_MBIT" \
-        --congctl "$cc" --control "$RUN/wanem.sock" \
-        >"$RUN/wanem.out" 2>"$RUN/wanem.err" &
-    WANEM_PID=$!
-    for ((i = 0; i < 600; i++)); do
-        grep -q '^wanem: ready' "$RUN/wanem.out" 2>/dev/null && break
-        kill -0 "$WANEM_PID" 2>/dev/null || { cat "$RUN/wanem.err" >&2; bench_die "wanem up exited"; }
-        sleep 0.1
-    done
-    grep -q '^wanem: ready' "$RUN/wanem.out" || { cat "$RUN/wanem.err" >&2; bench_die "wanem: no 'ready' in 60 s"; }
-    ip -n "$LINK-a" route show "$B_IP" | grep -q "congctl $cc" ||
-        bench_die "the route to region B does not carry congctl $cc: $(ip -n "$LINK-a" route show "$B_IP")"
+    bench_link_up "dw$$${cc:0:1}" "$RUN" "$cc"
 
     # The primary in region A: a copy of the backlog's datadir.
     PRIMARY="$RUN/primary"
     mkdir -p "$PRIMARY"
     cp -a "$GEN_DATA" "$PRIMARY/data"
-    ns_mariadbd "$LINK-a" "$PRIMARY" "${PRIMARY_ARGS[@]}" --bind-address=0.0.0.0 --port=3306
-    PRIMARY_LOGS="$(msql "$PRIMARY/sock" 'SHOW BINARY LOGS')"
+    bench_ns_mariadbd "$BENCH_LINK-a" "$PRIMARY" "${PRIMARY_ARGS[@]}" --bind-address=0.0.0.0 --port=3306
+    PRIMARY_LOGS="$(bench_msql "$PRIMARY/sock" 'SHOW BINARY LOGS')"
     PRIMARY_BYTES="$(awk -F'\t' '{ s += $2 } END { printf "%.0f", s }' <<<"$PRIMARY_LOGS")"
     FIRST_LOG="$(head -n1 <<<"$PRIMARY_LOGS" | cut -f1)"
-    read -r END_FILE END_POS < <(msql "$PRIMARY/sock" 'SHOW MASTER STATUS' | awk -F'\t' '{ print $1, $2 }')
-    bench_log "[$cc] primary in $LINK-a: binlog $FIRST_LOG to $END_FILE:$END_POS ($PRIMARY_BYTES bytes)"
+    read -r END_FILE END_POS < <(bench_msql "$PRIMARY/sock" 'SHOW MASTER STATUS' | awk -F'\t' '{ print $1, $2 }')
+    bench_log "[$cc] primary in $BENCH_LINK-a: binlog $FIRST_LOG to $END_FILE:$END_POS ($PRIMARY_BYTES bytes)"
 
     # The native replica in region B.
     REPLICA="$RUN/replica"
     mkdir -p "$REPLICA"
     cp -a "$TMP/replica-template" "$REPLICA/data"
-    ns_mariadbd "$LINK-b" "$REPLICA" --server-id=2 --skip-slave-start --relay-log=relay \
+    bench_ns_mariadbd "$BENCH_LINK-b" "$REPLICA" --server-id=2 --skip-slave-start --relay-log=relay \
         --bind-address=127.0.0.1 --port=3306 --innodb-buffer-pool-size=128M
 
     native_run 0
@@ -615,7 +500,7 @@ run_setting() {
     drc_run
     local d_s="$RES_SECS" d_to="$RES_TIMED_OUT" d_est="$RES_EST" d_w="$RES_WIRE"
 
-    stop_setting
+    bench_link_down
     rm -rf -- "$RUN/primary" "$RUN/replica"
 
     local d_r n_r c_r
@@ -631,9 +516,9 @@ run_setting() {
     local limit
     limit="$(awk -v b="$best" -v t="$TIME_TARGET" 'BEGIN { printf "%.1f", b * t }')"
     if [ "$d_to" = 0 ] && awk -v d="$d_s" -v l="$best" -v t="$TIME_TARGET" 'BEGIN { exit !(d <= l * t) }'; then
-        SUMMARY+=("target[$cc] (drc_s <= $TIME_TARGET x best native, $(fmt1 "$best") s: <= $limit s): met")
+        SUMMARY+=("target[$cc] (drc_s <= $TIME_TARGET x best native, $(bench_fmt1 "$best") s: <= $limit s): met")
     else
-        SUMMARY+=("target[$cc] (drc_s <= $TIME_TARGET x best native, $(fmt1 "$best") s: <= $limit s): NOT met")
+        SUMMARY+=("target[$cc] (drc_s <= $TIME_TARGET x best native, $(bench_fmt1 "$best") s: <= $limit s): NOT met")
     fi
     if awk -v r="$d_r" -v t="$WIRE_TARGET" 'BEGIN { exit !(r <= t) }'; then
         SUMMARY+=("target[$cc] (drc wire_ratio <= $WIRE_TARGET): met")
@@ -641,8 +526,8 @@ run_setting() {
         SUMMARY+=("target[$cc] (drc wire_ratio <= $WIRE_TARGET): NOT met")
     fi
     SUMMARY+=("  [$cc] MB on the link: drc $(mb "$d_w"), native $(mb "$n_w"), native compressed $(mb "$c_w");\
- drc log $(mb "$DRC_LOG_BYTES") MB, $DRC_RECORDS_B records, relay A complete after $(fmt1 "$DRC_A_SECS") s")
-    FINAL[$cc]="wan: drc_s=$(fmt1 "$d_est") native_s=$(fmt1 "$n_est") native_compressed_s=$(fmt1 "$c_est") wire_ratio=$d_r"
+ drc log $(mb "$DRC_LOG_BYTES") MB, $DRC_RECORDS_B records, relay A complete after $(bench_fmt1 "$DRC_A_SECS") s")
+    FINAL[$cc]="wan: drc_s=$(bench_fmt1 "$d_est") native_s=$(bench_fmt1 "$n_est") native_compressed_s=$(bench_fmt1 "$c_est") wire_ratio=$d_r"
     if [ -n "$DRC_COUNT_NOTE" ]; then
         SUMMARY+=("COUNT MISMATCH[$cc]: $DRC_COUNT_NOTE; drc_s is the time until region B held all relay A held")
         MISMATCH=1

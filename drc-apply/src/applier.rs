@@ -8,7 +8,11 @@
 //! 3. Groups whole transactions into [`Batch`]es bounded by rows, bytes and
 //!    time. A transaction is never split; one larger than the bounds travels
 //!    alone. A batch's `last_offset` covers the offsets the relay filtered out
-//!    as well, so the checkpoint moves over them.
+//!    as well, so the checkpoint moves over them. A batch goes to the sink as
+//!    soon as the relay has nothing more ready for it: what arrives while the
+//!    sink works makes the next batch, so a backlog still travels in large
+//!    batches, while a quiet stream is not held back waiting for more (the
+//!    time bound is for a stream that keeps coming in small pieces).
 //! 4. Calls [`Sink::apply`], then reports the offset to the relay
 //!    (`Confirm`, at most about once a second) so its retention keeps only
 //!    what the sink has not got yet.
@@ -41,7 +45,9 @@ use crate::sink::{Batch, Sink};
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 20_000;
 /// Encoded transaction bytes per batch (a larger transaction travels alone).
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 32 << 20;
-/// Longest a received transaction waits for more before its batch is applied.
+/// Longest a received transaction waits for more before its batch is applied,
+/// while more keeps coming (a batch is applied at once when nothing more is
+/// ready).
 pub const DEFAULT_MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
 /// Retry backoff after a transient error: first wait, doubled up to the cap.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -73,7 +79,8 @@ pub struct ApplierConfig {
     pub max_batch_rows: usize,
     /// Encoded transaction bytes per batch.
     pub max_batch_bytes: usize,
-    /// Longest a transaction waits for more before its batch is applied.
+    /// Longest a transaction waits for more before its batch is applied, while
+    /// more keeps coming; a batch is applied at once when nothing more is ready.
     pub max_batch_delay: Duration,
 }
 
@@ -508,6 +515,12 @@ async fn session<S: Sink>(
                         }
                     }
                     b.add(sink, chunk, stats, backoff).await?;
+                    // Nothing more is ready: waiting for more would only add
+                    // the delay to every transaction of a quiet stream (at
+                    // 500 txn/s, 100 ms on average with a 200 ms delay).
+                    if rx.is_empty() {
+                        b.flush(sink, stats, backoff).await?;
+                    }
                 }
                 Some(Err(e)) => return Err(e),
                 None => {

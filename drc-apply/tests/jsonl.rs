@@ -2,7 +2,8 @@
 //! process: order, offsets and values of the lines; resume from the
 //! checkpoint; repeats with the same ids after a lost checkpoint; filtered
 //! offsets covered by the checkpoint; rotation by size; batching bounds and
-//! retry after a transient sink error.
+//! retry after a transient sink error; a quiet stream applied without waiting
+//! for the batch delay.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -448,6 +449,54 @@ async fn batches_are_bounded_contiguous_and_retried() {
         prev = *last;
     }
     assert_eq!(stats.batches as usize, got.len());
+    relay.stop().await;
+}
+
+/// A stream that goes quiet is applied at once, not after `max_batch_delay`;
+/// a backlog still comes in batches of many transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_is_applied_without_waiting_for_the_delay() {
+    let relay = Relay::start().await;
+    relay.publish(1..=40, 10).await;
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let mut sink = Recording {
+        checkpoint: 0,
+        batches: batches.clone(),
+        fail: 0,
+    };
+    let mut cfg = applier_config(&relay);
+    cfg.max_batch_delay = Duration::from_secs(60);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let r = applier::run(cfg, &mut sink, stop_rx).await;
+        (r, sink)
+    });
+    let reached = |want: u64| {
+        let batches = batches.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while batches.lock().expect("lock").last().map(|b| b.1) != Some(want) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "offset {want} not applied in 10 s (the batch waits for its delay)"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    reached(40).await;
+    let backlog = batches.lock().expect("lock").len();
+    assert!(backlog < 10, "a backlog of 40 took {backlog} batches");
+    // The stream goes on in small pieces, each applied as it comes.
+    relay.publish(41..=41, 10).await;
+    reached(41).await;
+    relay.publish(42..=45, 10).await;
+    reached(45).await;
+    stop_tx.send(true).expect("stop");
+    let (r, sink) = task.await.expect("task");
+    let stats = r.expect("applier");
+    assert_eq!(sink.checkpoint, 45);
+    assert_eq!(stats.transactions, 45);
     relay.stop().await;
 }
 
