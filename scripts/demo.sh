@@ -110,10 +110,14 @@ if [ "$WAN" = 1 ]; then
     say "link: WAN emulator, 40 ms each way, 1% loss each way, regions in network namespaces $LINK-a and $LINK-b"
     IP_A="$A_IP"; IP_B="$B_IP"
     in_ns() { local r="$1"; shift; ip netns exec "$LINK-$r" "$@"; }
+    # For background jobs: the job becomes the program itself, so that its
+    # pid is the one cleanup stops.
+    in_ns_exec() { local r="$1"; shift; exec ip netns exec "$LINK-$r" "$@"; }
 else
     say "link: LOOPBACK (no WAN emulation: it needs root, /dev/net/tun and network namespaces)"
     IP_A=127.0.0.1; IP_B=127.0.0.1
     in_ns() { shift; "$@"; }
+    in_ns_exec() { shift; exec "$@"; }
 fi
 
 free_port() {
@@ -130,8 +134,8 @@ mariadb_start() {
     mkdir -p "$d/tmp"
     "$(bin mariadb-install-db)" --no-defaults --datadir="$d/data" --user=root \
         --auth-root-authentication-method=normal --skip-test-db >"$d/install.log" 2>&1 ||
-        { tail -20 "$d/install.log" >&2; die "mariadb-install-db for region $r"; }
-    in_ns "$r" "$(bin mariadbd)" --no-defaults --user=root --datadir="$d/data" \
+        { tail -n 20 "$d/install.log" >&2; die "mariadb-install-db for region $r"; }
+    in_ns_exec "$r" "$(bin mariadbd)" --no-defaults --user=root --datadir="$d/data" \
         --socket="$d/sock" --pid-file="$d/pid" --log-error="$d/error.log" --tmpdir="$d/tmp" \
         --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
         --server-id="$id" --gtid-domain-id="$id" --log-bin=binlog --binlog-format=ROW \
@@ -142,7 +146,7 @@ mariadb_start() {
         "$(bin mariadb)" --no-defaults -uroot --socket="$d/sock" -e 'SELECT 1' >/dev/null 2>&1 && return
         sleep 0.1
     done
-    tail -20 "$d/error.log" >&2
+    tail -n 20 "$d/error.log" >&2
     die "mariadbd of region $r did not start"
 }
 sql() { "$(bin mariadb)" --no-defaults -uroot --socket="$WORK/db-$1/sock" -N -B -e "$2"; }
@@ -158,11 +162,15 @@ say "databases: region a and region b (MariaDB $(sql a 'SELECT VERSION()'))"
 
 if [ "$WAN" = 1 ]; then RELAY_A=7400; RELAY_B=7400; else RELAY_A="$(free_port)"; RELAY_B="$(free_port)"; fi
 tls() { echo "{ ca = \"$WORK/tls/ca.pem\", cert = \"$WORK/tls/$1.pem\", key = \"$WORK/tls/$1.key\" }"; }
-# region_config REGION OTHER MY_IP MY_RELAY OTHER_IP OTHER_RELAY DB_PORT POLICY
+METRICS_A="$(free_port)"; METRICS_B="$(free_port)"
+# region_config REGION OTHER MY_IP MY_RELAY OTHER_IP OTHER_RELAY DB_PORT POLICY METRICS_PORT
 region_config() {
-    local r="$1" o="$2" ip="$3" rp="$4" oip="$5" orp="$6" db="$7" policy="$8"
+    local r="$1" o="$2" ip="$3" rp="$4" oip="$5" orp="$6" db="$7" policy="$8" mp="$9"
     cat <<EOF
 region = "$r"
+
+[metrics]
+listen = "127.0.0.1:$mp"
 
 [relay]
 listen = "$ip:$rp"
@@ -178,7 +186,7 @@ subscriber = "relay-$r"
 [[capture]]
 stream = "$r.shop"
 source = "mysql://root@127.0.0.1:$db"
-start = "start"
+start = "now"
 include = ["shop.*"]
 schema_history = "$WORK/drc-$r/schema-history.json"
 server_id = $([ "$r" = a ] && echo 101 || echo 102)
@@ -193,21 +201,39 @@ sink = { kind = "mysql", url = "mysql://root@127.0.0.1:$db", conflict_policy = "
 EOF
 }
 mkdir -p "$WORK/drc-a" "$WORK/drc-b"
-region_config a b "$IP_A" "$RELAY_A" "$IP_B" "$RELAY_B" "$DB_A" ignore >"$WORK/a.toml"
-region_config b a "$IP_B" "$RELAY_B" "$IP_A" "$RELAY_A" "$DB_B" overwrite >"$WORK/b.toml"
+region_config a b "$IP_A" "$RELAY_A" "$IP_B" "$RELAY_B" "$DB_A" ignore "$METRICS_A" >"$WORK/a.toml"
+region_config b a "$IP_B" "$RELAY_B" "$IP_A" "$RELAY_A" "$DB_B" overwrite "$METRICS_B" >"$WORK/b.toml"
+# Both regions start with the same schema (loading existing data into a new
+# region is `drc migrate`'s job); the captures start at the current
+# position, so only what follows is replicated.
+schema="$("$LOAD" --a x --b x --print-schema)"
+sql a "$schema"
+sql b "$schema"
 for r in a b; do
     in_ns "$r" "$DRC" config check "$WORK/$r.toml" >"$WORK/check-$r.log" 2>&1 ||
         { cat "$WORK/check-$r.log" >&2; die "drc config check of region $r"; }
 done
 for r in a b; do
-    in_ns "$r" env DRC_LOG=info "$DRC" run --config "$WORK/$r.toml" >"$WORK/drc-$r.log" 2>&1 &
+    in_ns_exec "$r" env DRC_LOG=info "$DRC" run --config "$WORK/$r.toml" >"$WORK/drc-$r.log" 2>&1 &
     PIDS+=($!)
 done
-say "drc run started in both regions (logs: drc-a.log, drc-b.log in the work directory)"
+# Ready: every part of both daemons (relay, capture, replication from the
+# other region, applier) answers ok on /readyz. The captures start at the
+# position they find, so the load waits for this.
+readyz() {
+    in_ns "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3" 2>/dev/null | grep -q ' 200 '
+}
+for _ in $(seq 600); do
+    readyz a "$METRICS_A" && readyz b "$METRICS_B" && break
+    sleep 0.1
+done
+readyz a "$METRICS_A" && readyz b "$METRICS_B" ||
+    { tail -n 20 "$WORK/drc-a.log" "$WORK/drc-b.log" >&2; die "the daemons did not become ready within 60 s"; }
+say "drc run ready in both regions (logs: drc-a.log, drc-b.log in the work directory)"
 
 # --- 3. load ------------------------------------------------------------------
 "$LOAD" --a "$(url a)" --b "$(url b)" --seconds "$SECONDS_LOAD" --rate "$RATE" | tee "$WORK/load.out" ||
-    { tail -20 "$WORK/drc-a.log" "$WORK/drc-b.log" >&2; die "the load or the convergence failed"; }
+    { tail -n 20 "$WORK/drc-a.log" "$WORK/drc-b.log" >&2; die "the load or the convergence failed"; }
 
 # --- 4. verify and summary ----------------------------------------------------
 say "drc verify a -> b"
@@ -225,7 +251,7 @@ done
 summary="$(grep '^load: a_to_b=' "$WORK/load.out" | tail -1)"
 conflicts_a="$(sql a 'SELECT COUNT(*) FROM drc.conflicts')"
 conflicts_b="$(sql b 'SELECT COUNT(*) FROM drc.conflicts')"
-errors="$(grep -c ' ERROR ' "$WORK/drc-a.log" "$WORK/drc-b.log" | awk -F: '{ s += $2 } END { print s + 0 }')"
+errors="$(cat "$WORK/drc-a.log" "$WORK/drc-b.log" | grep -c ' ERROR ' || true)"
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$summary"; }
 echo
 echo "summary"

@@ -581,8 +581,11 @@ impl StreamDecoder {
             // later, already holds this statement's result; applying it again
             // would fail (ADD COLUMN of a column the table has) or be wrong.
             match self.tables_of_covered_ddl(&at, &q.db, stmt) {
-                Some(t) => tables = t,
-                None => force_pass = true,
+                Some(t) if !t.is_empty() => tables = t,
+                // No effect on the snapshot (`CREATE ... IF NOT EXISTS` of
+                // what it already holds) says nothing of the target, which
+                // may not have it yet: pass it on.
+                _ => force_pass = true,
             }
         } else if let Some(hist) = self.history.as_mut() {
             match hist.apply_ddl(&at, &q.db, stmt) {

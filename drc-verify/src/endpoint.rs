@@ -43,6 +43,8 @@ pub struct Endpoint {
     /// The database named in the path: optional for MariaDB (it limits the
     /// default table list), required for PostgreSQL.
     pub database: Option<String>,
+    /// MariaDB: a unix socket to connect by instead of TCP (`?socket=PATH`).
+    pub socket: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -54,12 +56,13 @@ impl std::fmt::Debug for Endpoint {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("database", &self.database)
+            .field("socket", &self.socket)
             .finish()
     }
 }
 
 impl Endpoint {
-    /// Parses `mysql://user[:pass]@host[:port][/db]` or
+    /// Parses `mysql://user[:pass]@host[:port][/db][?socket=PATH]` or
     /// `postgres://user[:pass]@host[:port]/db`; `side` names the flag in errors.
     pub fn parse(side: &'static str, raw: &str) -> Result<Self> {
         let bad = |reason: String| Error::BadUrl { side, reason };
@@ -106,6 +109,10 @@ impl Endpoint {
                 "a postgres:// URL needs the database: postgres://USER@HOST:PORT/DB".into(),
             ));
         }
+        let socket = url
+            .query_pairs()
+            .find(|(k, _)| k == "socket")
+            .map(|(_, v)| v.into_owned());
         Ok(Self {
             dialect,
             host,
@@ -113,12 +120,16 @@ impl Endpoint {
             user,
             password,
             database,
+            socket,
         })
     }
 
-    /// `host:port`, for messages.
+    /// `host:port` (or the socket), for messages.
     pub fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        match &self.socket {
+            Some(s) => s.clone(),
+            None => format!("{}:{}", self.host, self.port),
+        }
     }
 }
 
@@ -166,6 +177,7 @@ impl Db {
                     .pass(ep.password.clone())
                     .db_name(None::<String>)
                     .prefer_socket(false)
+                    .socket(ep.socket.clone())
                     .init(vec![MARIA_SESSION.to_owned()])
                     .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
                 let pool = mysql_async::Pool::new(opts);

@@ -66,13 +66,17 @@ fn relay_client(a: &StatusArgs, cfg: Option<&Config>) -> anyhow::Result<Option<C
     let Some(relay) = cfg.and_then(|c| c.relay.as_ref()) else {
         return Ok(None);
     };
-    let port = relay
+    let (host, port) = relay
         .listen
-        .rsplit(':')
-        .next()
+        .rsplit_once(':')
         .context("[relay] listen has no port")?;
+    // A wildcard listener is reached on loopback; a specific address as is.
+    let host = match host.trim_matches(|c| c == '[' || c == ']') {
+        "0.0.0.0" | "::" | "" => "127.0.0.1",
+        _ => host,
+    };
     let scheme = if relay.tls.is_some() { "https" } else { "http" };
-    let mut c = ClientConfig::new(format!("{scheme}://127.0.0.1:{port}"));
+    let mut c = ClientConfig::new(format!("{scheme}://{host}:{port}"));
     c.tls = relay.tls.clone();
     c.insecure_plaintext = relay.insecure_plaintext;
     Ok(Some(c))

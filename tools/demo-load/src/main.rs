@@ -34,6 +34,13 @@ const B_BASE: u64 = 1_000_000_000;
 /// Rows of the shared table.
 const STOCK_ROWS: u64 = 20;
 
+/// The demo's tables and the shared rows.
+const SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS shop; \
+    CREATE TABLE IF NOT EXISTS shop.orders (id BIGINT UNSIGNED PRIMARY KEY, region CHAR(1) NOT NULL, \
+      qty INT NOT NULL, created_at DATETIME(6) NOT NULL); \
+    CREATE TABLE IF NOT EXISTS shop.stock (sku INT PRIMARY KEY, qty INT NOT NULL, updated_by CHAR(1)); \
+    INSERT IGNORE INTO shop.stock (sku, qty) VALUES (1, 1000), (2, 1000), (3, 1000), (4, 1000), (5, 1000), (6, 1000), (7, 1000), (8, 1000), (9, 1000), (10, 1000), (11, 1000), (12, 1000), (13, 1000), (14, 1000), (15, 1000), (16, 1000), (17, 1000), (18, 1000), (19, 1000), (20, 1000)";
+
 #[derive(Parser)]
 struct Args {
     /// Region a's database, mysql://USER:PASS@HOST:PORT (or ?socket=PATH).
@@ -48,6 +55,9 @@ struct Args {
     /// Transactions per second per region.
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// Print the schema's SQL and exit (to create it in both regions first).
+    #[arg(long)]
+    print_schema: bool,
     /// Seconds to wait for convergence after the writes stop.
     #[arg(long, default_value_t = 120)]
     settle_timeout: u64,
@@ -172,17 +182,20 @@ async fn stock(url: &str) -> anyhow::Result<Vec<(u64, i64)>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    if a.print_schema {
+        println!("{SCHEMA}");
+        return Ok(());
+    }
+    // The schema: made here when the caller has not made it in both
+    // regions beforehand (then it reaches region b through DRC).
     let mut setup = connect(&a.a).await?;
-    setup
-        .query_drop(format!(
-            "CREATE DATABASE IF NOT EXISTS shop; \
-             CREATE TABLE IF NOT EXISTS shop.orders (id BIGINT UNSIGNED PRIMARY KEY, region CHAR(1) NOT NULL, \
-               qty INT NOT NULL, created_at DATETIME(6) NOT NULL); \
-             CREATE TABLE IF NOT EXISTS shop.stock (sku INT PRIMARY KEY, qty INT NOT NULL, updated_by CHAR(1)); \
-             INSERT IGNORE INTO shop.stock (sku, qty) SELECT seq, 1000 FROM seq_1_to_{STOCK_ROWS}"
-        ))
+    let have: Option<u64> = setup
+        .query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME IN ('orders', 'stock')")
         .await
-        .context("create the demo schema in region a")?;
+        .context("look for the demo schema in region a")?;
+    if have != Some(2) {
+        setup.query_drop(SCHEMA).await.context("create the demo schema in region a")?;
+    }
     wait_for_tables(&a.b).await?;
     println!("load: schema replicated to region b; writing {} txn/s in each region for {} s", a.rate, a.seconds);
 
