@@ -65,7 +65,9 @@ struct Args {
 
 async fn connect(url: &str) -> anyhow::Result<Conn> {
     let opts = Opts::from_url(url).with_context(|| format!("bad URL {url}"))?;
-    Conn::new(opts).await.with_context(|| format!("connect to {url}"))
+    Conn::new(opts)
+        .await
+        .with_context(|| format!("connect to {url}"))
 }
 
 /// Lags (ms) of the rows seen so far, and the last id seen.
@@ -131,7 +133,12 @@ async fn writer(
 
 /// Polls `url` for the order rows of id range (base, base + 1e9) that
 /// arrived, recording each one's lag.
-async fn poller(url: String, base: u64, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn poller(
+    url: String,
+    base: u64,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let mut conn = connect(&url).await?;
     while !stop.load(Ordering::Relaxed) {
         let last = seen.lock().map(|s| s.last_id).unwrap_or(0).max(base);
@@ -176,7 +183,9 @@ async fn wait_for_tables(b: &str) -> anyhow::Result<()> {
 
 async fn stock(url: &str) -> anyhow::Result<Vec<(u64, i64)>> {
     let mut conn = connect(url).await?;
-    Ok(conn.query("SELECT sku, qty FROM shop.stock ORDER BY sku").await?)
+    Ok(conn
+        .query("SELECT sku, qty FROM shop.stock ORDER BY sku")
+        .await?)
 }
 
 #[tokio::main]
@@ -194,34 +203,69 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("look for the demo schema in region a")?;
     if have != Some(2) {
-        setup.query_drop(SCHEMA).await.context("create the demo schema in region a")?;
+        setup
+            .query_drop(SCHEMA)
+            .await
+            .context("create the demo schema in region a")?;
     }
     wait_for_tables(&a.b).await?;
-    println!("load: schema replicated to region b; writing {} txn/s in each region for {} s", a.rate, a.seconds);
+    println!(
+        "load: schema replicated to region b; writing {} txn/s in each region for {} s",
+        a.rate, a.seconds
+    );
 
     let stop_writes = Arc::new(AtomicBool::new(false));
     let stop_polls = Arc::new(AtomicBool::new(false));
     let (wa, wb) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let (to_b, to_a) = (Arc::new(Mutex::new(Seen::default())), Arc::new(Mutex::new(Seen::default())));
+    let (to_b, to_a) = (
+        Arc::new(Mutex::new(Seen::default())),
+        Arc::new(Mutex::new(Seen::default())),
+    );
     let writers = [
-        tokio::spawn(writer(a.a.clone(), "a", 0, a.rate, stop_writes.clone(), wa.clone())),
-        tokio::spawn(writer(a.b.clone(), "b", B_BASE, a.rate, stop_writes.clone(), wb.clone())),
+        tokio::spawn(writer(
+            a.a.clone(),
+            "a",
+            0,
+            a.rate,
+            stop_writes.clone(),
+            wa.clone(),
+        )),
+        tokio::spawn(writer(
+            a.b.clone(),
+            "b",
+            B_BASE,
+            a.rate,
+            stop_writes.clone(),
+            wb.clone(),
+        )),
     ];
     let pollers = [
         tokio::spawn(poller(a.b.clone(), 0, to_b.clone(), stop_polls.clone())),
-        tokio::spawn(poller(a.a.clone(), B_BASE, to_a.clone(), stop_polls.clone())),
+        tokio::spawn(poller(
+            a.a.clone(),
+            B_BASE,
+            to_a.clone(),
+            stop_polls.clone(),
+        )),
     ];
     let started = Instant::now();
     let mut last = (0u64, 0u64);
     let report = |secs: u64, last: &mut (u64, u64)| {
         let (na, nb) = (wa.load(Ordering::Relaxed), wb.load(Ordering::Relaxed));
         let line = |seen: &Arc<Mutex<Seen>>| {
-            let mut s = seen.lock().map(|mut s| std::mem::take(&mut s.recent_ms)).unwrap_or_default();
+            let mut s = seen
+                .lock()
+                .map(|mut s| std::mem::take(&mut s.recent_ms))
+                .unwrap_or_default();
             s.sort_by(f64::total_cmp);
             if s.is_empty() {
                 "lag -".to_string()
             } else {
-                format!("lag p50 {:>5.0} ms p99 {:>5.0} ms", percentile(&s, 0.5), percentile(&s, 0.99))
+                format!(
+                    "lag p50 {:>5.0} ms p99 {:>5.0} ms",
+                    percentile(&s, 0.5),
+                    percentile(&s, 0.99)
+                )
             }
         };
         println!(
@@ -284,7 +328,10 @@ async fn main() -> anyhow::Result<()> {
         if converged { "yes" } else { "no" }
     );
     if !converged {
-        bail!("the regions did not converge within {} s of the writes stopping", a.settle_timeout);
+        bail!(
+            "the regions did not converge within {} s of the writes stopping",
+            a.settle_timeout
+        );
     }
     Ok(())
 }
