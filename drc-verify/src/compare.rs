@@ -260,7 +260,10 @@ async fn sum(ctx: &Ctx, db: &Db, table: &Table, r: Range) -> Result<Sum> {
         .await?;
     let bad = || Error::Protocol {
         side: db.side(),
-        reason: format!("a chunk checksum of {} is not two numbers", table.full_name()),
+        reason: format!(
+            "a chunk checksum of {} is not two numbers",
+            table.full_name()
+        ),
     };
     let row = rows.first().ok_or_else(bad)?;
     let num = |i: usize| -> Result<u64> {
@@ -445,7 +448,11 @@ async fn full_rows(
                     .map(String::as_str)
                     .filter(|k| k.parse::<i128>().is_ok())
                     .collect();
-                format!("{} IN ({})", crate::schema::ident(d, &k.name), ints.join(", "))
+                format!(
+                    "{} IN ({})",
+                    crate::schema::ident(d, &k.name),
+                    ints.join(", ")
+                )
             }
             None => format!("{} IN ({})", expr::key_text(d, table), list.join(", ")),
         };

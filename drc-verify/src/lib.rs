@@ -193,8 +193,7 @@ pub async fn verify(opts: &Options, progress: Arc<dyn Progress>) -> Result<Repor
     let mut reports: Vec<TableReport> = stream::iter(tables)
         .map(|(db, name, est)| async move {
             let ctx = ctx_ref;
-            let d = schema::describe(&ctx.source, &ctx.target, &db, &name, est, schema_map)
-                .await?;
+            let d = schema::describe(&ctx.source, &ctx.target, &db, &name, est, schema_map).await?;
             compare::compare_table(ctx, d).await
         })
         .buffer_unordered(parallel)
@@ -220,7 +219,9 @@ fn write_repair(path: &std::path::Path, d: Dialect, report: &Report) -> Result<(
         reason: e.to_string(),
     };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
-    let mut text = String::from("-- Statements that make the target equal to the source, written by drc verify.\n");
+    let mut text = String::from(
+        "-- Statements that make the target equal to the source, written by drc verify.\n",
+    );
     text.push_str(repair::header(d));
     for t in &report.tables {
         match t.status {

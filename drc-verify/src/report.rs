@@ -184,10 +184,7 @@ impl Report {
             if differing == 0 {
                 "identical".to_owned()
             } else {
-                format!(
-                    "{differing} differ, {} differing rows",
-                    self.diff_count()
-                )
+                format!("{differing} differ, {} differing rows", self.diff_count())
             }
         );
         out

@@ -177,12 +177,11 @@ pub async fn list_tables(
         .await?;
     let mut out = Vec::new();
     for row in rows {
-        let [Some(db), Some(name), rows] = <[Option<String>; 3]>::try_from(row).map_err(|_| {
-            Error::Protocol {
+        let [Some(db), Some(name), rows] =
+            <[Option<String>; 3]>::try_from(row).map_err(|_| Error::Protocol {
                 side: "source",
                 reason: "information_schema.TABLES row of the wrong width".into(),
-            }
-        })?
+            })?
         else {
             continue;
         };
@@ -293,10 +292,7 @@ pub async fn describe(
         .into_iter()
         .find(|(index, cols)| index == "PRIMARY" || cols.iter().all(|c| not_null(c)));
 
-    let target_db = schema_map
-        .get(db)
-        .cloned()
-        .unwrap_or_else(|| db.to_owned());
+    let target_db = schema_map.get(db).cloned().unwrap_or_else(|| db.to_owned());
     let target_cols = target_columns(target, &target_db, name).await?;
     let target_exists = !target_cols.is_empty();
     let mut notes = Vec::new();

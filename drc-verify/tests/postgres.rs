@@ -98,7 +98,10 @@ async fn mariadb_to_postgres_across_the_type_list() {
     };
     sink.apply(&batch).await.expect("apply");
     drop(sink);
-    assert_eq!(pg.sql("SELECT count(*) FROM w.types").expect("count"), "203");
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM w.types").expect("count"),
+        "203"
+    );
 
     let mut o = opts(&src, &pg);
     let r = run(&o).await;
@@ -132,7 +135,13 @@ async fn mariadb_to_postgres_across_the_type_list() {
         .iter()
         .map(|d| (d.kind, d.key_display(), d.columns.clone()))
         .collect();
-    let diff = |id: u32, col: &str| (DiffKind::Different, format!("id={id}"), vec![col.to_owned()]);
+    let diff = |id: u32, col: &str| {
+        (
+            DiffKind::Different,
+            format!("id={id}"),
+            vec![col.to_owned()],
+        )
+    };
     assert_eq!(
         got,
         vec![
@@ -159,7 +168,11 @@ async fn mariadb_to_postgres_across_the_type_list() {
     o.repair_sql = Some(path.clone());
     run(&o).await;
     let sql = std::fs::read_to_string(&path).expect("repair file");
-    assert_eq!(sql.matches("ON CONFLICT (\"id\") DO UPDATE").count(), 12, "{sql}");
+    assert_eq!(
+        sql.matches("ON CONFLICT (\"id\") DO UPDATE").count(),
+        12,
+        "{sql}"
+    );
     pg.sql(&sql).expect("run the repair file on postgres");
     o.repair_sql = None;
     let r = run(&o).await;

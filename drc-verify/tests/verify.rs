@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use drc_tests::{skip, MariaDb, MariaDbOptions};
-use drc_verify::{
-    DiffKind, Endpoint, Error, NoProgress, Options, Report, TableStatus, Tuning,
-};
+use drc_verify::{DiffKind, Endpoint, Error, NoProgress, Options, Report, TableStatus, Tuning};
 
 fn opts(src: &str, dst: &str, tables: &[&str]) -> Options {
     Options {
@@ -83,7 +81,11 @@ async fn finds_each_kind_of_difference_deep_in_many_chunks_and_repairs_it() {
         (t.table.as_str(), t.source_rows, t.target_rows),
         ("shop.orders", 3000, 3000)
     );
-    assert!(t.chunks >= 10, "3,000 rows in 200-row chunks: {} chunks", t.chunks);
+    assert!(
+        t.chunks >= 10,
+        "3,000 rows in 200-row chunks: {} chunks",
+        t.chunks
+    );
     let top_chunks = t.chunks;
 
     dst.exec(
@@ -107,7 +109,11 @@ async fn finds_each_kind_of_difference_deep_in_many_chunks_and_repairs_it() {
             (DiffKind::Missing, "id=77".into(), vec![]),
             (DiffKind::Different, "id=1234".into(), cols(&["total"])),
             (DiffKind::Different, "id=2000".into(), cols(&["note"])),
-            (DiffKind::Different, "id=2999".into(), cols(&["flags", "raw"])),
+            (
+                DiffKind::Different,
+                "id=2999".into(),
+                cols(&["flags", "raw"])
+            ),
             (DiffKind::Extra, "id=5000".into(), vec![]),
         ],
         "{}",
@@ -127,8 +133,16 @@ async fn finds_each_kind_of_difference_deep_in_many_chunks_and_repairs_it() {
     let r = run(&o).await;
     assert_eq!(r.diff_count(), 6);
     let sql = std::fs::read_to_string(&path).expect("repair file");
-    assert_eq!(sql.matches("REPLACE INTO `shop`.`orders`").count(), 5, "{sql}");
-    assert_eq!(sql.matches("DELETE FROM `shop`.`orders`").count(), 1, "{sql}");
+    assert_eq!(
+        sql.matches("REPLACE INTO `shop`.`orders`").count(),
+        5,
+        "{sql}"
+    );
+    assert_eq!(
+        sql.matches("DELETE FROM `shop`.`orders`").count(),
+        1,
+        "{sql}"
+    );
     dst.exec(&sql).await.expect("run the repair file");
     o.repair_sql = None;
     let r = run(&o).await;
@@ -178,8 +192,14 @@ async fn composite_and_unique_keys_tables_without_a_key_and_missing_tables() {
             ("inv.only_here", TableStatus::MissingOnTarget),
         ]
     );
-    assert_eq!(r.tables[3].diff_count, 2, "both rows of the missing table count");
-    assert!(r.tables[2].notes.iter().any(|n| n.contains("no primary key")));
+    assert_eq!(
+        r.tables[3].diff_count, 2,
+        "both rows of the missing table count"
+    );
+    assert!(r.tables[2]
+        .notes
+        .iter()
+        .any(|n| n.contains("no primary key")));
 
     dst.exec(
         "UPDATE inv.lines SET qty = 0 WHERE order_id = 17 AND sku = 'sku-3';
@@ -196,8 +216,16 @@ async fn composite_and_unique_keys_tables_without_a_key_and_missing_tables() {
     assert_eq!(
         diffs(&r, "inv.lines"),
         vec![
-            (DiffKind::Different, "order_id=17, sku=sku-3".into(), cols(&["qty"])),
-            (DiffKind::Different, "order_id=40, sku=sku-1".into(), cols(&["note"])),
+            (
+                DiffKind::Different,
+                "order_id=17, sku=sku-3".into(),
+                cols(&["qty"])
+            ),
+            (
+                DiffKind::Different,
+                "order_id=40, sku=sku-1".into(),
+                cols(&["note"])
+            ),
             (DiffKind::Missing, "order_id=99, sku=sku-0".into(), vec![]),
         ],
         "{}",
@@ -249,18 +277,30 @@ async fn errors_name_what_is_wrong() {
     let err = drc_verify::verify(&o, Arc::new(NoProgress))
         .await
         .expect_err("wrong password");
-    assert!(matches!(err, Error::Connect { side: "source", .. }), "{err}");
+    assert!(
+        matches!(err, Error::Connect { side: "source", .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("Access denied"), "{err}");
-    assert!(!err.to_string().contains("wrong"), "no password in errors: {err}");
+    assert!(
+        !err.to_string().contains("wrong"),
+        "no password in errors: {err}"
+    );
 
     let o = opts(&src.url_for("v", "right"), &dst.url(), &["nosuch.*"]);
     let err = drc_verify::verify(&o, Arc::new(NoProgress))
         .await
         .expect_err("no table");
-    assert!(err.to_string().contains("no base table of the source matches nosuch.*"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no base table of the source matches nosuch.*"),
+        "{err}"
+    );
 
     let mut o = opts(&dst.url(), &src.url(), &[]);
     o.tuning.split = 1;
-    let err = drc_verify::verify(&o, Arc::new(NoProgress)).await.expect_err("split 1");
+    let err = drc_verify::verify(&o, Arc::new(NoProgress))
+        .await
+        .expect_err("split 1");
     assert!(err.to_string().contains("--split"), "{err}");
 }

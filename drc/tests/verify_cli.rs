@@ -13,12 +13,21 @@ fn drc() -> Command {
 #[test]
 fn exit_codes_say_identical_different_or_error() {
     let out = drc()
-        .args(["verify", "--source", "ftp://x", "--target", "mysql://root@127.0.0.1:1"])
+        .args([
+            "verify",
+            "--source",
+            "ftp://x",
+            "--target",
+            "mysql://root@127.0.0.1:1",
+        ])
         .output()
         .expect("run drc");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad source URL") && err.contains("unknown scheme"), "{err}");
+    assert!(
+        err.contains("bad source URL") && err.contains("unknown scheme"),
+        "{err}"
+    );
 
     if !MariaDb::available() {
         skip!("mariadbd is not installed");
@@ -35,7 +44,14 @@ fn exit_codes_say_identical_different_or_error() {
 
     let run = |extra: &[&str]| {
         let out = drc()
-            .args(["verify", "--quiet", "--source", &a.url(), "--target", &target])
+            .args([
+                "verify",
+                "--quiet",
+                "--source",
+                &a.url(),
+                "--target",
+                &target,
+            ])
             .args(["--target-password-env", "VERIFY_TEST_PW"])
             .args(extra)
             .env("VERIFY_TEST_PW", "s3cret")
@@ -49,9 +65,13 @@ fn exit_codes_say_identical_different_or_error() {
     };
     let (code, stdout, stderr) = run(&[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("app.t: identical (source 100 rows, target 100 rows"), "{stdout}");
+    assert!(
+        stdout.contains("app.t: identical (source 100 rows, target 100 rows"),
+        "{stdout}"
+    );
 
-    b.sql("UPDATE app.t SET v = 'changed' WHERE id = 42").expect("change");
+    b.sql("UPDATE app.t SET v = 'changed' WHERE id = 42")
+        .expect("change");
     let (code, stdout, stderr) = run(&[]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("different id=42  columns: v"), "{stdout}");
@@ -63,13 +83,26 @@ fn exit_codes_say_identical_different_or_error() {
 
     let (code, _, stderr) = run(&["--tables", "nosuch.*"]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("no base table of the source matches nosuch.*"), "{stderr}");
+    assert!(
+        stderr.contains("no base table of the source matches nosuch.*"),
+        "{stderr}"
+    );
 
     let out = drc()
-        .args(["verify", "--quiet", "--source", &a.url(), "--target", &target])
+        .args([
+            "verify",
+            "--quiet",
+            "--source",
+            &a.url(),
+            "--target",
+            &target,
+        ])
         .output()
         .expect("run drc verify without the password");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("connect to the target") && err.contains("Access denied"), "{err}");
+    assert!(
+        err.contains("connect to the target") && err.contains("Access denied"),
+        "{err}"
+    );
 }

@@ -104,7 +104,10 @@ fn run_inner(args: VerifyArgs) -> anyhow::Result<bool> {
     let target = endpoint("target", &args.target, args.target_password_env.as_deref())?;
     let mut schema_map = BTreeMap::new();
     for m in &args.schema_map {
-        let Some((a, b)) = m.split_once('=').filter(|(a, b)| !a.is_empty() && !b.is_empty()) else {
+        let Some((a, b)) = m
+            .split_once('=')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        else {
             bail!("--schema-map {m:?}: write SRC=DST, e.g. --schema-map shop=shop_b");
         };
         schema_map.insert(a.to_owned(), b.to_owned());
@@ -112,7 +115,12 @@ fn run_inner(args: VerifyArgs) -> anyhow::Result<bool> {
     let opts = Options {
         source,
         target,
-        tables: args.tables.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
+        tables: args
+            .tables
+            .iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect(),
         schema_map,
         tuning: Tuning {
             chunk_rows: args.chunk_rows,
@@ -136,7 +144,10 @@ fn run_inner(args: VerifyArgs) -> anyhow::Result<bool> {
         .context("verify")?;
     drop(progress);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("encode the report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encode the report")?
+        );
     } else {
         print!("{}", report.human());
     }
@@ -157,7 +168,9 @@ struct Bars {
 impl Bars {
     fn new() -> Self {
         Self {
-            multi: indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr()),
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
             bars: Mutex::new(HashMap::new()),
         }
     }
@@ -165,7 +178,9 @@ impl Bars {
 
 impl Progress for Bars {
     fn table_start(&self, table: &str, estimated_rows: u64) {
-        let bar = self.multi.add(indicatif::ProgressBar::new(estimated_rows.max(1)));
+        let bar = self
+            .multi
+            .add(indicatif::ProgressBar::new(estimated_rows.max(1)));
         let style = indicatif::ProgressStyle::with_template(
             "{prefix:>24} [{bar:30}] {pos}/~{len} rows {elapsed}",
         )
