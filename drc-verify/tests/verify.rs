@@ -77,16 +77,12 @@ async fn finds_each_kind_of_difference_deep_in_many_chunks_and_repairs_it() {
     let r = run(&o).await;
     assert!(r.identical(), "{}", r.human());
     let t = &r.tables[0];
-    assert_eq!(
-        (t.table.as_str(), t.source_rows, t.target_rows),
-        ("shop.orders", 3000, 3000)
-    );
+    assert_eq!(t.table, "shop.orders");
     assert!(
-        t.chunks >= 10,
-        "3,000 rows in 200-row chunks: {} chunks",
-        t.chunks
+        t.notes.iter().any(|n| n.contains("CHECKSUM TABLE equal")),
+        "level 0 settles identical tables: {:?}",
+        t.notes
     );
-    let top_chunks = t.chunks;
 
     dst.exec(
         "UPDATE shop.orders SET total = total + 1 WHERE id = 1234;
@@ -120,10 +116,14 @@ async fn finds_each_kind_of_difference_deep_in_many_chunks_and_repairs_it() {
         r.human()
     );
     assert_eq!(r.diff_count(), 6);
+    let t = &r.tables[0];
+    assert_eq!((t.source_rows, t.target_rows), (3000, 3000));
+    // About 15 top-level chunks, and the six that differ split into four,
+    // level after level, down to 20-row leaves.
     assert!(
-        r.tables[0].chunks > top_chunks,
+        t.chunks >= 30,
         "differing chunks were split: {} chunk queries",
-        r.tables[0].chunks
+        t.chunks
     );
 
     // The repair file makes the target equal.
@@ -196,10 +196,6 @@ async fn composite_and_unique_keys_tables_without_a_key_and_missing_tables() {
         r.tables[3].diff_count, 2,
         "both rows of the missing table count"
     );
-    assert!(r.tables[2]
-        .notes
-        .iter()
-        .any(|n| n.contains("no primary key")));
 
     dst.exec(
         "UPDATE inv.lines SET qty = 0 WHERE order_id = 17 AND sku = 'sku-3';
@@ -242,6 +238,11 @@ async fn composite_and_unique_keys_tables_without_a_key_and_missing_tables() {
     assert_eq!(
         (log.status, log.source_rows, log.target_rows, log.diff_count),
         (TableStatus::Different, 30, 31, 0)
+    );
+    assert!(
+        log.notes.iter().any(|n| n.contains("no primary key")),
+        "{:?}",
+        log.notes
     );
 
     let dir = tempfile::tempdir().expect("temp dir");

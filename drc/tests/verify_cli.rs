@@ -65,10 +65,7 @@ fn exit_codes_say_identical_different_or_error() {
     };
     let (code, stdout, stderr) = run(&[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("app.t: identical (source 100 rows, target 100 rows"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("app.t: identical ("), "{stdout}");
 
     b.sql("UPDATE app.t SET v = 'changed' WHERE id = 42")
         .expect("change");
