@@ -115,7 +115,7 @@ async fn writer(
             "BEGIN; INSERT INTO shop.orders (id, region, qty, created_at) VALUES ({id}, '{name}', {}, NOW(6));",
             n % 9 + 1
         );
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             let sku = (n / 4 * 7 + base % 13) % STOCK_ROWS + 1;
             let delta = if name == "a" { -1 } else { 1 };
             sql.push_str(&format!(
