@@ -460,7 +460,7 @@ impl StreamDecoder {
     ) -> Option<Vec<(String, String)>> {
         let hist = self.history.as_ref()?;
         match hist.state().plan_ddl(db, stmt) {
-            Ok(plan) => Some(plan.effect.touched()),
+            Ok(plan) => Some(plan.effect.named()),
             Err(e) if self.opts.filter.is_empty() => {
                 tracing::info!(pos = %at, error = %e, "a DDL older than the schema snapshot does not apply to it (the snapshot already holds its result); passing it on");
                 None
@@ -581,15 +581,12 @@ impl StreamDecoder {
             // later, already holds this statement's result; applying it again
             // would fail (ADD COLUMN of a column the table has) or be wrong.
             match self.tables_of_covered_ddl(&at, &q.db, stmt) {
-                Some(t) if !t.is_empty() => tables = t,
-                // No effect on the snapshot (`CREATE ... IF NOT EXISTS` of
-                // what it already holds) says nothing of the target, which
-                // may not have it yet: pass it on.
-                _ => force_pass = true,
+                Some(t) => tables = t,
+                None => force_pass = true,
             }
         } else if let Some(hist) = self.history.as_mut() {
             match hist.apply_ddl(&at, &q.db, stmt) {
-                Ok(effect) => tables = effect.touched(),
+                Ok(effect) => tables = effect.named(),
                 Err(crate::schema::history::SchemaError::UnknownDdl { reason, .. })
                     if self.opts.offline =>
                 {

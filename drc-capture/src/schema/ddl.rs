@@ -208,6 +208,12 @@ pub struct TableChanges {
     pub dropped: Vec<TableKey>,
     #[serde(default)]
     pub renamed: Vec<(TableKey, TableKey)>,
+    /// Named but left as they were: `CREATE TABLE IF NOT EXISTS` of a table
+    /// the schema already holds. Not a change, but the statement is about
+    /// them, so table filters must see them: a target that lacks the table
+    /// still needs the statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<TableKey>,
 }
 
 impl TableChanges {
@@ -252,6 +258,20 @@ impl DdlEffect {
         {
             if !out.contains(k) {
                 out.push(k.clone());
+            }
+        }
+        out
+    }
+
+    /// The tables a filter judges the statement by: [`Self::touched`] and
+    /// those it named but left unchanged.
+    pub fn named(&self) -> Vec<TableKey> {
+        let mut out = self.touched();
+        if let DdlEffect::Tables(c) = self {
+            for k in &c.unchanged {
+                if !out.contains(k) {
+                    out.push(k.clone());
+                }
             }
         }
         out
@@ -563,7 +583,7 @@ impl<'a> Work<'a> {
             .into_iter()
             .filter(|(db, cs)| self.base.db_charsets.get(db) != cs.as_ref())
             .collect();
-        let effect = if self.changes.is_empty() {
+        let effect = if self.changes.is_empty() && self.changes.unchanged.is_empty() {
             DdlEffect::NotTableDdl
         } else {
             DdlEffect::Tables(self.changes)
@@ -1922,6 +1942,9 @@ fn create_table(c: &mut Cur, w: &mut Work) -> Result<(), String> {
     }
     let existing = w.resolve(&db, &q.name);
     if if_not_exists && existing.is_some() {
+        if let Some(k) = existing {
+            w.changes.unchanged.push(k);
+        }
         return Ok(());
     }
     let key = existing.clone().unwrap_or((db.clone(), q.name.clone()));
@@ -2824,7 +2847,9 @@ mod tests {
         let e = s
             .apply_ddl("db", "CREATE TABLE IF NOT EXISTS a (z int)")
             .expect("ine");
-        assert_eq!(e, DdlEffect::NotTableDdl);
+        // Nothing changes, but the statement still names the table.
+        assert!(e.touched().is_empty() && e.changes().is_empty(), "{e:?}");
+        assert_eq!(e.named(), vec![("db".to_string(), "a".to_string())]);
         assert_eq!(names(get(&s, "a")), vec!["x", "y"]);
         let e = s.apply_ddl("db", "CREATE TABLE b LIKE a").expect("like");
         assert_eq!(
@@ -3323,6 +3348,23 @@ mod tests {
         assert_eq!(t.primary_key, vec![1]);
         assert!(apply_ddl(&mut tables, "db", "ALTER TABLE t DROP COLUMN zz").is_err());
         assert_eq!(tables.len(), 1);
+    }
+
+    #[test]
+    fn create_if_not_exists_of_a_known_table_still_names_it() {
+        // A filter must see the table: the statement changes nothing here,
+        // but a target without the table needs it (written with no default
+        // database, as a client without USE does).
+        let mut s = set_with(&["CREATE TABLE t (a int)"]);
+        let e = s
+            .apply_ddl("", "CREATE TABLE IF NOT EXISTS db.t (a int)")
+            .expect("no-op create");
+        assert!(e.touched().is_empty(), "nothing changed: {e:?}");
+        assert_eq!(e.named(), vec![("db".to_string(), "t".to_string())]);
+        let e = s
+            .apply_ddl("", "CREATE TABLE IF NOT EXISTS db.u (a int)")
+            .expect("create");
+        assert_eq!(e.named(), vec![("db".to_string(), "u".to_string())]);
     }
 
     #[test]
