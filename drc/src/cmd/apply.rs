@@ -85,8 +85,9 @@ pub struct ApplyConfig {
     /// Encoded transaction bytes per sink batch.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
-    /// Longest a received transaction waits for more before its batch is
-    /// applied, in milliseconds.
+    /// Longest a batch keeps growing while more keeps arriving, in
+    /// milliseconds; a batch is applied at once when the relay has nothing
+    /// more ready.
     #[serde(default = "default_max_batch_delay_ms")]
     pub max_batch_delay_ms: u64,
     /// Where the stream goes.
