@@ -283,7 +283,11 @@ fn parse_gtid(g: &str) -> Option<(u32, u32, u64)> {
 }
 
 /// The value of column `name` in a row image.
-fn value<'a>(change: &'a pb::RowChange, row: &'a pb::Row, name: &str) -> Option<&'a pb::value::Kind> {
+fn value<'a>(
+    change: &'a pb::RowChange,
+    row: &'a pb::Row,
+    name: &str,
+) -> Option<&'a pb::value::Kind> {
     let i = change.columns.iter().position(|c| c.name == name)?;
     row.values.get(i)?.kind.as_ref()
 }
@@ -325,14 +329,16 @@ impl Stream {
                 if c.schema != "drc" || c.table != "applied" || c.op != pb::Op::Insert as i32 {
                     continue;
                 }
-                let row = c
-                    .after
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("{} offset {o}: drc.applied insert without a row", self.name));
+                let row = c.after.as_ref().unwrap_or_else(|| {
+                    panic!("{} offset {o}: drc.applied insert without a row", self.name)
+                });
                 let from = uint(value(c, row, "from_offset"));
                 let to = uint(value(c, row, "to_offset"));
                 let (Some(from), Some(to)) = (from, to) else {
-                    panic!("{} offset {o}: drc.applied offsets unreadable: {row:?}", self.name);
+                    panic!(
+                        "{} offset {o}: drc.applied offsets unreadable: {row:?}",
+                        self.name
+                    );
                 };
                 out.push((
                     from,
@@ -417,12 +423,18 @@ fn checkpoint(db: &MariaDb, stream: &str) -> u64 {
     cp
 }
 
-/// Lines of `text` that are warnings of `region`'s relay about replicating
-/// from the other region (whose relay listens at `other_ip`).
+/// Lines of `text` that are warnings of a region's relay that it cannot
+/// reach the other region's relay (which listens at `other_ip`).
 fn unreachable_warnings(text: &str, other_ip: Ipv4Addr) -> Vec<String> {
-    let upstream = format!("https://{other_ip}:{RELAY_PORT}");
+    let upstream = format!("upstream=https://{other_ip}:{RELAY_PORT}");
     text.lines()
-        .filter(|l| l.contains(" WARN ") && l.contains("replicat") && l.contains(&upstream))
+        .filter(|l| {
+            l.contains(" WARN ")
+                && l.contains("replication interrupted")
+                && l.contains(&upstream)
+                && (l.contains("cannot reach the relay")
+                    || l.contains("lost the connection to the relay"))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -540,7 +552,9 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
         }
         eprintln!("{:>6.1}s {what}", t0.elapsed().as_secs_f64());
     };
-    wait("both regions ready", READY, &a, &b, &|| a.ready() && b.ready());
+    wait("both regions ready", READY, &a, &b, &|| {
+        a.ready() && b.ready()
+    });
     wait("the schema reaches region b", READY, &a, &b, &|| {
         b.db.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'")
             .is_ok_and(|s| s == "2")
@@ -584,12 +598,20 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
         let pause = rng.ms(100, 1_500);
         std::thread::sleep(pause);
         r.start();
-        status(&format!("killed region {} (restarted after {pause:?})", r.name), &a, &b);
-        wait("both regions ready again", READY, &a, &b, &|| a.ready() && b.ready());
+        status(
+            &format!("killed region {} (restarted after {pause:?})", r.name),
+            &a,
+            &b,
+        );
+        wait("both regions ready again", READY, &a, &b, &|| {
+            a.ready() && b.ready()
+        });
     }
 
-    // 2. Cut the link for 30 s while both keep writing; kill each region once
-    // during the cut too.
+    // 2. Cut the link for 30 s while both keep writing, and kill one region
+    // early in the cut too. A region notices a silent link within ~10 s
+    // (HTTP/2 pings), and each attempt to reconnect waits out the connect
+    // timeout (10 s): the early kill leaves room for two warnings in each.
     let (len_a, len_b) = (a.log_len(), b.log_len());
     let written_at_cut = (
         wa.committed.load(Ordering::SeqCst),
@@ -598,19 +620,18 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
     link.cut(CUT);
     let cut_at = Instant::now();
     status("link cut", &a, &b);
-    let first_a = rng.next() % 2 == 0;
-    for (at, kill_a) in [
-        (rng.ms(3_000, 10_000), first_a),
-        (rng.ms(15_000, 22_000), !first_a),
-    ] {
-        std::thread::sleep(at.saturating_sub(cut_at.elapsed()));
-        let r = if kill_a { &mut a } else { &mut b };
+    {
+        std::thread::sleep(rng.ms(1_000, 5_000));
+        let r = if rng.next() % 2 == 0 { &mut a } else { &mut b };
         r.kill9();
         let pause = rng.ms(100, 1_500);
         std::thread::sleep(pause);
         r.start();
         status(
-            &format!("killed region {} during the cut (restarted after {pause:?})", r.name),
+            &format!(
+                "killed region {} during the cut (restarted after {pause:?})",
+                r.name
+            ),
             &a,
             &b,
         );
@@ -641,10 +662,10 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
             r.other
         );
         eprintln!(
-            "region {} warned {} times during the cut, e.g.: {}",
+            "region {} warned {} times during the cut:\n  {}",
             r.name,
             warnings.len(),
-            warnings.last().map_or("", String::as_str)
+            warnings.join("\n  ")
         );
     }
 
@@ -681,7 +702,9 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
         "caught up {:.1}s after the link came back",
         restored.elapsed().as_secs_f64()
     );
-    wait("both regions ready", READY, &a, &b, &|| a.ready() && b.ready());
+    wait("both regions ready", READY, &a, &b, &|| {
+        a.ready() && b.ready()
+    });
 
     // Nothing comes back: with no writes the streams stop growing (a change
     // that came back would be applied again and grow the other stream).
@@ -761,16 +784,16 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
             "0"
         );
         assert_eq!(
-            r.db.sql("SELECT COUNT(*) FROM drc.conflicts").expect("conflicts"),
+            r.db.sql("SELECT COUNT(*) FROM drc.conflicts")
+                .expect("conflicts"),
             "0",
             "no conflict in region {}",
             r.name
         );
     }
-    let kv = a
-        .db
-        .sql("SELECT COUNT(*), SUM(qty) FROM shop.kv")
-        .expect("kv");
+    let kv =
+        a.db.sql("SELECT COUNT(*), SUM(qty) FROM shop.kv")
+            .expect("kv");
     eprintln!("shop.kv rows and total qty in both: {kv}");
 
     // 7. The streams, from the relays' logs, both daemons stopped.
@@ -834,7 +857,10 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
             let Some((o, t)) = by_gtid.get(g.as_str()) else {
                 panic!("{name} holds writer {}'s transaction {n} ({g})", home.name);
             };
-            assert_eq!(t.origin, "", "{name} offset {o}: writer transaction {n} is local");
+            assert_eq!(
+                t.origin, "",
+                "{name} offset {o}: writer transaction {n} is local"
+            );
             let row = t.changes.iter().find(|c| c.table == "log").and_then(|c| {
                 let r = c.after.as_ref()?;
                 Some((text(value(c, r, "w")), value(c, r, "n").cloned()))
