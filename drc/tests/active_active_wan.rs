@@ -246,7 +246,7 @@ fn write(url: String, w: &'static str, base: u64, writes: Arc<Writes>) -> Result
                  ON DUPLICATE KEY UPDATE qty = qty + 1; ",
                 id = base + n % KEYS
             );
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 sql.push_str(&format!(
                     "DELETE FROM shop.kv WHERE id = {}; ",
                     base + (n * 3 + 1) % KEYS
@@ -622,7 +622,11 @@ fn two_regions_over_the_wan_survive_kill9_and_a_30s_cut_and_converge_exactly_onc
     status("link cut", &a, &b);
     {
         std::thread::sleep(rng.ms(1_000, 5_000));
-        let r = if rng.next() % 2 == 0 { &mut a } else { &mut b };
+        let r = if rng.next().is_multiple_of(2) {
+            &mut a
+        } else {
+            &mut b
+        };
         r.kill9();
         let pause = rng.ms(100, 1_500);
         std::thread::sleep(pause);
