@@ -2,15 +2,18 @@
 //! (`drc-wanem`: 50 ms each way, 1% loss each way). Region a is network
 //! namespace a with MariaDB A and `drc run` (relay, capture of A into stream
 //! `a.shop`, replication of `b.shop` from region b over mutual TLS, MySQL
-//! applier of `b.shop` into A); region b the same the other way round.
+//! applier of `b.shop` into A); region b the same the other way round. Each
+//! MariaDB listens on its namespace's loopback; the test reaches both through
+//! their unix sockets.
 //!
 //! A writer per region commits transactions into its own key range the whole
 //! time: a row of `shop.log` (no primary key, so a change applied twice is a
 //! second row) and an upsert (now and then a delete) of `shop.kv`. Meanwhile
 //! the `drc run` of each region is killed with SIGKILL at random moments and
-//! restarted after a short random pause, and the link is cut for 30 s while
-//! the writes go on; during the cut each region's log must warn again and
-//! again that it cannot reach the other region. Then the writers stop and
+//! restarted after a short random pause (twice each in random order, one
+//! region once more early in the cut, both at once after it), and the link
+//! is cut for 30 s while the writes go on; during the cut each region's log
+//! must warn again and again that it cannot reach the other region. Then the writers stop and
 //! both databases must converge. What is checked, from the data:
 //!
 //! - `drc verify` finds A and B identical, both ways;
@@ -22,7 +25,8 @@
 //! - every local transaction of one region's stream was applied exactly once
 //!   in the other: the `drc.applied` rows the other region's applier wrote
 //!   (its own capture holds every one of them) cover it exactly once, and
-//!   that applier's checkpoint reached the stream's end;
+//!   that applier's checkpoint reached the stream's last record it must
+//!   apply (only records it leaves out, of its own origin, may follow);
 //! - nothing came back: no record of a region's stream carries its own
 //!   origin, every `drc.applied` row written in a region names the other
 //!   region's stream, and once the writers stop the streams stop growing.
