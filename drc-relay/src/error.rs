@@ -59,8 +59,9 @@ pub enum RelayError {
     /// A malformed batch or record from a peer.
     #[error("bad data from the relay: {0}")]
     Corrupt(String),
-    /// The peer answered with a gRPC status.
-    #[error("relay answered {}: {}", .0.code(), .0.message())]
+    /// The peer answered with a gRPC status, or the call could not reach it
+    /// (a status made on this side from the connection's failure).
+    #[error("{}", describe_status(.0))]
     Status(Box<tonic::Status>),
     /// Could not set up or keep the gRPC connection.
     #[error("connection: {0}")]
@@ -110,6 +111,19 @@ impl RelayError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// A status the peer sent is its answer. One that tonic made on this side
+/// from a failed connection (it carries that failure as its source; a
+/// status read off the wire has none) means the peer was not heard, and the
+/// message says so: "relay answered" would send an operator looking at the
+/// wrong end of a cut link.
+fn describe_status(s: &tonic::Status) -> String {
+    match (std::error::Error::source(s).is_some(), s.code()) {
+        (true, Code::Unavailable) => format!("cannot reach the relay: {}", s.message()),
+        (true, _) => format!("lost the connection to the relay: {}", s.message()),
+        (false, code) => format!("relay answered {code}: {}", s.message()),
     }
 }
 

@@ -104,6 +104,9 @@ impl Link {
     /// Replicates until `stop` turns true (Ok) or a definite error (Err).
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut backoff = config::BACKOFF_MIN;
+        // Since when the link has delivered nothing: each warning says how
+        // long, so an unreachable region reads as one outage, not as many.
+        let mut interrupted_since: Option<Instant> = None;
         let name = self.stream.name().to_string();
         let health =
             drc_obs::health::Part::register(format!("replicate {name} from {}", self.upstream));
@@ -115,9 +118,15 @@ impl Link {
             match r {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => {
+                    // A batch arrived in this attempt (it reset the backoff
+                    // after the first failure): a new outage starts now.
+                    if backoff == config::BACKOFF_MIN {
+                        interrupted_since = None;
+                    }
+                    let since = *interrupted_since.get_or_insert_with(Instant::now);
                     drc_obs::replication_reconnect(&name, &self.upstream);
                     health.not_ready(format!("interrupted, retrying: {e}"));
-                    tracing::warn!(stream = %name, upstream = %self.upstream, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication interrupted");
+                    tracing::warn!(stream = %name, upstream = %self.upstream, error = %e, interrupted_for_s = since.elapsed().as_secs(), retry_in_ms = backoff.as_millis() as u64, "replication interrupted");
                 }
                 Err(e) => {
                     health.not_ready(format!("stopped: {e}"));

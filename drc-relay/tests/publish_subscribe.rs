@@ -326,3 +326,38 @@ async fn deleted_offsets_and_subscriber_status() {
     drop(named);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_tell_an_unreachable_relay_from_its_answer() {
+    // Nothing listens on a port that was free a moment ago.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut cc = plain_client_config(addr);
+    cc.connect_timeout = std::time::Duration::from_secs(2);
+    let client = drc_relay::RelayClient::connect_lazy(cc).expect("lazy client");
+    let err = client.status(STREAM).await.expect_err("nothing listens");
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot reach the relay: "),
+        "an unreachable relay reads as one: {err}"
+    );
+
+    // A relay that answers with an error is quoted as answering.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Running::start(plain_config(dir.path())).await;
+    let client = plain_client(relay.addr).await;
+    let err = client
+        .subscribe(SubscribeOptions {
+            stream: "no.such".into(),
+            from_offset: 1,
+            ..Default::default()
+        })
+        .await
+        .err()
+        .expect("an unknown stream is refused");
+    assert!(
+        err.to_string().starts_with("relay answered "),
+        "the relay's own answer: {err}"
+    );
+}

@@ -9,7 +9,6 @@
 //! insert as a second row), and the relay's stream one record per source
 //! transaction.
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,20 +18,7 @@ use std::time::{Duration, Instant};
 use drc_tests::{free_port, skip, MariaDb, MariaDbOptions};
 
 mod common;
-use common::Proc;
-
-/// `GET path` on the daemon's HTTP endpoint: (status code, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split(' ').nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
-}
+use common::{http_get, Proc};
 
 /// Notifications received on the test's NOTIFY_SOCKET so far.
 fn notifications(sock: &UnixDatagram, seen: &mut Vec<String>) {

@@ -8,7 +8,6 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use drc_wanem::{Link, LinkConfig};
 use prost::Message;
 
 mod common;
-use common::{last_offset, records, tls_table, Proc};
+use common::{last_offset, link_name, records, tls_init, tls_table, Proc};
 
 /// The replicated stream.
 const STREAM: &str = "a.s";
@@ -270,11 +269,6 @@ async fn session(
     Ok(())
 }
 
-/// A link name no concurrent test process uses.
-fn link_name() -> String {
-    format!("rw{}", std::process::id())
-}
-
 fn relay_config(
     w: &Path,
     tls: &Path,
@@ -310,7 +304,7 @@ fn two_relays_over_a_lossy_link_survive_kill9_and_a_30s_cut() {
 
     // Declared first, so it is dropped last: every process and the
     // publisher in its namespaces is gone before they are deleted.
-    let link = Link::up(LinkConfig::new(link_name()).delay_ms(50).loss_pct(2.0))
+    let link = Link::up(LinkConfig::new(link_name("rw")).delay_ms(50).loss_pct(2.0))
         .expect("bring the link up");
     let rtt = link
         .wait_ready(Duration::from_secs(10))
@@ -319,18 +313,7 @@ fn two_relays_over_a_lossy_link_survive_kill9_and_a_30s_cut() {
     eprintln!("link up: a={a_ip} b={b_ip}, first round trip {rtt:?}");
 
     let tls = w.join("tls");
-    let out = Command::new(env!("CARGO_BIN_EXE_drc"))
-        .args(["tls", "init"])
-        .arg(&tls)
-        .args(["--regions", "a,b"])
-        .args(["--san", &format!("a={a_ip}"), "--san", &format!("b={b_ip}")])
-        .output()
-        .expect("run drc tls init");
-    assert!(
-        out.status.success(),
-        "drc tls init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tls_init(&tls, a_ip, b_ip);
     let a_cfg = relay_config(w, &tls, "a", a_ip, None);
     let b_cfg = relay_config(w, &tls, "b", b_ip, Some(a_ip));
     let a_dir = w.join("a-data").join("streams").join(STREAM);

@@ -12,6 +12,11 @@
 //! a half-made one. It has `root` with an empty password (for `localhost`,
 //! `127.0.0.1`, `::1`), no anonymous users and no `test` database.
 //!
+//! With [`MariaDbOptions::netns`] the server runs inside a network namespace
+//! (`ip netns exec`), listening on that namespace's 127.0.0.1: programs in the
+//! namespace reach it at [`MariaDb::url`], and the harness itself (in any
+//! namespace) talks to it through its unix socket ([`MariaDb::socket_url`]).
+//!
 //! Layout of a server's temp dir: `data/` (datadir, binlogs are
 //! `data/binlog.NNNNNN`), `tmp/` (the server's tmpdir), `sock`,
 //! `mariadbd.pid`, `error.log`, `stdout.log`.
@@ -74,6 +79,9 @@ pub struct MariaDbOptions {
     /// Appended last, so they override the settings above
     /// (for example `--binlog-format=STATEMENT` or `--sync-binlog=1`).
     pub extra_args: Vec<String>,
+    /// A network namespace to run the server in (`ip netns exec NAME`), for
+    /// tests of regions joined by an emulated link; `None`: this process's.
+    pub netns: Option<String>,
 }
 
 impl Default for MariaDbOptions {
@@ -87,6 +95,7 @@ impl Default for MariaDbOptions {
             log_bin_compress: false,
             gtid_domain_id: None,
             extra_args: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -147,9 +156,31 @@ impl MariaDb {
         self.port
     }
 
-    /// `mysql://root@127.0.0.1:PORT` (root has an empty password).
+    /// `mysql://root@127.0.0.1:PORT` (root has an empty password); with
+    /// [`MariaDbOptions::netns`], the address inside that namespace.
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// The server's unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    /// `mysql://root@localhost/?socket=PATH`: the server's unix socket, which
+    /// works from every network namespace.
+    pub fn socket_url(&self) -> String {
+        format!("mysql://root@localhost/?socket={}", self.socket().display())
+    }
+
+    /// The URL this process reaches the server by: [`MariaDb::url`], or
+    /// [`MariaDb::socket_url`] for a server in another namespace.
+    fn own_url(&self) -> String {
+        if self.options.netns.is_some() {
+            self.socket_url()
+        } else {
+            self.url()
+        }
     }
 
     /// `mysql://USER:PASS@127.0.0.1:PORT`, with both parts percent-encoded.
@@ -164,9 +195,10 @@ impl MariaDb {
 
     /// Connection options for root over TCP. `prefer_socket` is off so tests
     /// talk TCP like production does, not the Unix socket mysql_async would
-    /// otherwise switch to on 127.0.0.1.
+    /// otherwise switch to on 127.0.0.1. A server in another namespace is
+    /// reached through its socket.
     pub fn opts(&self) -> Result<mysql_async::Opts> {
-        opts_for_url(&self.url())
+        opts_for_url(&self.own_url())
     }
 
     /// A new connection as root.
@@ -193,9 +225,13 @@ impl MariaDb {
     /// newline removed. Uses utf8mb4 as the connection character set.
     pub fn sql(&self, sql: &str) -> Result<String> {
         let mut cmd = Command::new(binary("mariadb")?);
-        cmd.args(["--no-defaults", "-uroot", "-h127.0.0.1"])
-            .arg(format!("-P{}", self.port))
-            .args(["--default-character-set=utf8mb4", "-N", "-B", "-e"])
+        cmd.args(["--no-defaults", "-uroot"]);
+        if self.options.netns.is_some() {
+            cmd.arg(format!("--socket={}", self.socket().display()));
+        } else {
+            cmd.arg("-h127.0.0.1").arg(format!("-P{}", self.port));
+        }
+        cmd.args(["--default-character-set=utf8mb4", "-N", "-B", "-e"])
             .arg(sql);
         let out = run_checked(&format!("mariadb -e {}", abbreviate(sql)), &mut cmd)?;
         Ok(out.strip_suffix('\n').unwrap_or(&out).to_owned())
@@ -294,12 +330,22 @@ fn launch(dir: &Path, port: u16, options: &MariaDbOptions) -> Result<ServerProce
     std::fs::create_dir_all(&tmpdir)
         .with_context(|| format!("create {}", tmpdir.display()))
         .map_err(LaunchError::Other)?;
-    let mut cmd = Command::new(binary("mariadbd").map_err(LaunchError::Other)?);
+    let mariadbd = binary("mariadbd").map_err(LaunchError::Other)?;
+    let mut cmd = match &options.netns {
+        // `ip netns exec` execs mariadbd in place: the child's pid is its.
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(mariadbd);
+            cmd
+        }
+        None => Command::new(mariadbd),
+    };
     cmd.args(server_args(dir, port, options));
     let mut process = ServerProcess::spawn("mariadbd", cmd, &dir.join("stdout.log"))
         .map_err(LaunchError::Other)?;
 
-    match wait_ready(&mut process, port) {
+    let socket = options.netns.as_ref().map(|_| dir.join("sock"));
+    match wait_ready(&mut process, port, socket.as_deref()) {
         Ok(()) => Ok(process),
         Err(err) => {
             let _ = process.kill();
@@ -373,21 +419,29 @@ fn server_args(dir: &Path, port: u16, o: &MariaDbOptions) -> Vec<String> {
     args
 }
 
-/// Waits until the server answers `SELECT 1` over TCP, failing early if the
-/// process exits.
-fn wait_ready(process: &mut ServerProcess, port: u16) -> Result<()> {
-    let opts = opts_for_url(&format!("mysql://root@127.0.0.1:{port}"))?;
+/// Waits until the server answers `SELECT 1` over TCP (or over `socket`, for
+/// a server in another namespace), failing early if the process exits.
+fn wait_ready(process: &mut ServerProcess, port: u16, socket: Option<&Path>) -> Result<()> {
+    let url = match socket {
+        Some(path) => format!("mysql://root@localhost/?socket={}", path.display()),
+        None => format!("mysql://root@127.0.0.1:{port}"),
+    };
+    let opts = opts_for_url(&url)?;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let mut last_err = anyhow!("no connection attempt was made");
     while Instant::now() < deadline {
         if let Some(status) = process.try_wait()? {
             bail!("mariadbd exited during startup with {status}");
         }
-        let connect = std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(1),
-        );
-        if connect.is_ok() {
+        let listening = match socket {
+            Some(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+            None => std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(1),
+            )
+            .is_ok(),
+        };
+        if listening {
             match select_one(&opts) {
                 Ok(()) => return Ok(()),
                 Err(err) => last_err = err,

@@ -1,8 +1,12 @@
 //! What drc's process-level tests share: a `drc` child process killed on
-//! drop, reading a stream's log back, and the TLS table of a region's config.
+//! drop, reading a stream's log back, certificates for two regions and the
+//! TLS table of a region's config, a name for an emulated link, and a plain
+//! HTTP GET of a daemon's endpoint.
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,4 +104,41 @@ pub fn tls_table(dir: &Path, region: &str) -> String {
         dir.join(format!("{region}.pem")),
         dir.join(format!("{region}.key"))
     )
+}
+
+/// `drc tls init DIR` for regions a and b, each certificate valid for its
+/// region's address (on an emulated link, the ends' addresses).
+pub fn tls_init(dir: &Path, a_ip: Ipv4Addr, b_ip: Ipv4Addr) {
+    let out = Command::new(env!("CARGO_BIN_EXE_drc"))
+        .args(["tls", "init"])
+        .arg(dir)
+        .args(["--regions", "a,b"])
+        .args(["--san", &format!("a={a_ip}"), "--san", &format!("b={b_ip}")])
+        .output()
+        .expect("run drc tls init");
+    assert!(
+        out.status.success(),
+        "drc tls init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A name for an emulated link (`drc_wanem::Link`) that no concurrent test
+/// process uses: `prefix` and this process's id.
+pub fn link_name(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id())
+}
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.0: (status code, body), or
+/// `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
 }
