@@ -194,3 +194,163 @@ fn a_and_b_rows() -> String {
     }
     rows.join("\n")
 }
+
+/// A chain a → b → c: region b applies a's stream, and its capture marks
+/// those transactions with a's origin; region c replicates b's stream and
+/// applies them too (they are not c's own), recording a's origin in its
+/// `drc.applied` rows, so c's own capture would carry them on as a's.
+#[test]
+fn a_chain_passes_the_first_regions_changes_through_the_middle_one() {
+    if !MariaDb::available() {
+        skip!("mariadbd is not installed");
+    }
+    let dbs: Vec<MariaDb> = (1..=3)
+        .map(|i| {
+            MariaDb::start(MariaDbOptions {
+                server_id: i,
+                gtid_domain_id: Some(i),
+                ..Default::default()
+            })
+            .expect("database")
+        })
+        .collect();
+    dbs[0]
+        .sql("CREATE DATABASE shop; CREATE TABLE shop.o (id INT PRIMARY KEY, v VARCHAR(30))")
+        .expect("schema");
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let ports: Vec<u16> = (0..3).map(|_| free_port().expect("port")).collect();
+    let relay = |i: usize| {
+        format!(
+            "{{ url = \"http://127.0.0.1:{}\", insecure_plaintext = true }}",
+            ports[i]
+        )
+    };
+    let relay_section = |i: usize, name: &str| {
+        format!(
+            "region = \"{name}\"\n[relay]\nlisten = \"127.0.0.1:{}\"\ndata_dir = {:?}\ninsecure_plaintext = true\n",
+            ports[i],
+            w.join(format!("relay-{name}"))
+        )
+    };
+    let capture = |i: usize, name: &str| {
+        format!(
+            "[[capture]]\nstream = \"{name}.shop\"\nsource = \"{}\"\nstart = \"start\"\ninclude = [\"shop.*\"]\nrelay = {}\n",
+            dbs[i].url(),
+            relay(i)
+        )
+    };
+    let upstream = |from: usize, name: &str, me: &str| {
+        format!(
+            "[[relay.upstreams]]\nurl = \"http://127.0.0.1:{}\"\ninsecure_plaintext = true\nstreams = [\"{name}.shop\"]\nsubscriber = \"relay-{me}\"\n",
+            ports[from]
+        )
+    };
+    let apply = |i: usize, stream: &str, me: &str| {
+        format!(
+            "[[apply]]\nstream = \"{stream}.shop\"\nsubscriber = \"apply-{me}\"\nrelay = {}\nsink = {{ kind = \"mysql\", url = \"{}\" }}\n",
+            relay(i),
+            dbs[i].url()
+        )
+    };
+    let configs = [
+        format!("{}{}", relay_section(0, "a"), capture(0, "a")),
+        format!(
+            "{}{}{}{}",
+            relay_section(1, "b"),
+            upstream(0, "a", "b"),
+            capture(1, "b"),
+            apply(1, "a", "b")
+        ),
+        format!(
+            "{}{}{}",
+            relay_section(2, "c"),
+            upstream(1, "b", "c"),
+            apply(2, "b", "c")
+        ),
+    ];
+    let drc = env!("CARGO_BIN_EXE_drc");
+    let mut procs = Vec::new();
+    for (i, (cfg, name)) in configs.iter().zip(["a", "b", "c"]).enumerate() {
+        let path = w.join(format!("{name}.toml"));
+        std::fs::write(&path, cfg).expect("config");
+        procs.push(Proc::spawn(
+            ["drc run (a)", "drc run (b)", "drc run (c)"][i],
+            Command::new(drc),
+            &["run", "--config", &path.to_string_lossy()],
+            &w.join(format!("{name}.log")),
+        ));
+    }
+    let logs = || {
+        ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- {n}.log\n{}",
+                    std::fs::read_to_string(w.join(format!("{n}.log"))).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for i in 0..30 {
+        dbs[0]
+            .sql(&format!("INSERT INTO shop.o VALUES ({i}, 'a{i}')"))
+            .expect("write in a");
+    }
+    dbs[0]
+        .sql("UPDATE shop.o SET v = 'changed' WHERE id < 5")
+        .expect("update in a");
+    let want = rows(&dbs[0]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows(&dbs[2]) != want {
+        assert!(
+            Instant::now() < deadline,
+            "region c holds a's rows through b\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rows(&dbs[1]), want);
+    // c applied them as a's changes, not as b's own: every group c's sink
+    // committed for b.shop wrote its drc.applied row with a's origin (what
+    // c's own capture would mark them with). Read from c's binlog, since
+    // settled rows leave the table.
+    let out = Command::new(drc)
+        .args([
+            "capture",
+            "--source",
+            &dbs[2].url(),
+            "--from-start",
+            "--stop-at-end",
+        ])
+        .args(["--include", "drc.applied"])
+        .output()
+        .expect("drc capture of c");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut groups = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let t: serde_json::Value = serde_json::from_str(line).expect("json line");
+        for c in t["changes"].as_array().into_iter().flatten() {
+            let after = &c["after"];
+            if c["op"] == "insert" && after["stream"] == "b.shop" {
+                groups += 1;
+                assert_eq!(after["origin"], "a.shop", "{line}");
+            }
+        }
+    }
+    assert!(groups > 0, "c applied b.shop in groups");
+    for p in &mut procs {
+        p.stop();
+    }
+    let errors: Vec<String> = logs()
+        .lines()
+        .filter(|l| l.contains(" ERROR "))
+        .map(str::to_owned)
+        .collect();
+    assert!(errors.is_empty(), "errors logged: {errors:#?}");
+}
