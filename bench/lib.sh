@@ -12,6 +12,8 @@
 #                                  (BENCH_DRC_BIN=PATH: use that binary, no build)
 #   bench_build_wan                drc and wanem in one build; sets DRC_BIN, WANEM_BIN
 #                                  (BENCH_DRC_BIN / BENCH_WANEM_BIN: no build)
+#   bench_wan_prepare              tcp_bbr, drc + wanem built, temp dir (TMP), binary
+#                                  copies, link down on exit (WAN benchmarks)
 #   bench_target_dir               cargo's target directory (CARGO_TARGET_DIR honoured)
 #   bench_tmpdir                   mktemp -d, removed on exit; sets BENCH_TMP, BENCH_LOGS
 #   bench_on_exit CMD              runs CMD on exit (normal, failure, Ctrl-C), LIFO
@@ -149,6 +151,27 @@ bench_target_dir() {
         /*) echo "$CARGO_TARGET_DIR" ;;
         *) echo "$root/$CARGO_TARGET_DIR" ;;
     esac
+}
+
+# What a WAN benchmark does before its first link: loads tcp_bbr (a route's
+# congctl needs it), builds drc and wanem (bench_build_wan), makes the temp
+# dir (kept, and said, with BENCH_KEEP=1; sets TMP), copies both binaries
+# into it so that a rebuild during the run changes nothing, and takes the
+# link down on exit, before the temp dir goes.
+bench_wan_prepare() {
+    modprobe tcp_bbr 2>/dev/null || true
+    bench_build_wan
+    bench_tmpdir
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        BENCH_EXIT_CMDS=()
+        bench_on_exit "echo 'kept: $BENCH_TMP' >&2"
+    fi
+    TMP="$BENCH_TMP"
+    mkdir -p "$TMP/bin"
+    cp "$DRC_BIN" "$TMP/bin/drc" && DRC_BIN="$TMP/bin/drc"
+    cp "$WANEM_BIN" "$TMP/bin/wanem" && WANEM_BIN="$TMP/bin/wanem"
+    # Exit commands run last-registered first.
+    bench_on_exit "bench_link_down"
 }
 
 # Builds drc and wanem (release) in one cargo call and sets DRC_BIN and

@@ -112,23 +112,7 @@ done
 bench_require mariadbd:mariadb-server mariadb-install-db:mariadb-server \
     mariadb:mariadb-client mariadb-binlog:mariadb-client \
     sysbench:sysbench ip:iproute2 ss:iproute2
-# bbr may be a module; congctl on a route needs it loaded.
-modprobe tcp_bbr 2>/dev/null || true
-
-bench_build_wan
-
-bench_tmpdir
-if [ "$KEEP" = 1 ]; then
-    BENCH_EXIT_CMDS=()
-    bench_on_exit "echo 'kept: $BENCH_TMP' >&2"
-fi
-TMP="$BENCH_TMP"
-# Copies, so that a rebuild of target/release during the run changes nothing.
-mkdir -p "$TMP/bin"
-cp "$DRC_BIN" "$TMP/bin/drc" && DRC_BIN="$TMP/bin/drc"
-cp "$WANEM_BIN" "$TMP/bin/wanem" && WANEM_BIN="$TMP/bin/wanem"
-# Runs before the temp dir goes (exit commands run last-registered first).
-bench_on_exit "bench_link_down"
+bench_wan_prepare
 
 PRIMARY_ARGS=(--server-id=1 --log-bin=binlog
     --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL

@@ -30,12 +30,24 @@ impl Part {
         Self { name }
     }
 
+    /// Cheap when nothing changes: callers say it on every batch.
     pub fn ready(&self) {
-        parts().insert(self.name.clone(), None);
+        self.set(None);
     }
 
     pub fn not_ready(&self, why: impl std::fmt::Display) {
-        parts().insert(self.name.clone(), Some(why.to_string()));
+        self.set(Some(why.to_string()));
+    }
+
+    fn set(&self, state: Option<String>) {
+        let mut parts = parts();
+        match parts.get_mut(&self.name) {
+            Some(s) if *s == state => {}
+            Some(s) => *s = state,
+            None => {
+                parts.insert(self.name.clone(), state);
+            }
+        }
     }
 
     pub fn name(&self) -> &str {

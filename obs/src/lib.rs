@@ -106,15 +106,6 @@ pub fn apply_conflict(stream: &str, sink: &str, kind: &str) {
     .increment(1);
 }
 
-/// Labels of one apply pipeline.
-fn apply_labels(stream: &str, sink: &str, subscriber: &str) -> [(&'static str, String); 3] {
-    [
-        ("stream", stream.to_string()),
-        ("sink", sink.to_string()),
-        ("subscriber", subscriber.to_string()),
-    ]
-}
-
 /// Identifies one apply pipeline in the metrics.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pipeline {
@@ -133,7 +124,11 @@ impl Pipeline {
     }
 
     fn labels(&self) -> [(&'static str, String); 3] {
-        apply_labels(&self.stream, &self.sink, &self.subscriber)
+        [
+            ("stream", self.stream.clone()),
+            ("sink", self.sink.clone()),
+            ("subscriber", self.subscriber.clone()),
+        ]
     }
 
     fn lag_key(&self) -> lag::Key {

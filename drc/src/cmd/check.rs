@@ -269,6 +269,48 @@ fn is_own_relay(cfg: &Config, url: &str) -> bool {
     local && port(host) == port(&r.listen)
 }
 
+/// What a probe of a server found.
+enum Found {
+    /// It answered: what it said (version, stream count).
+    Answers(String),
+    /// It could not be reached (the daemons retry): why.
+    Unreachable(String),
+    /// It was reached and said no, or the settings are wrong: why, and the fix.
+    Refused(String),
+}
+
+/// Runs `probe` within [`CHECK_TIMEOUT`] and reports it under `key`: ok,
+/// a warning when `who` is unreachable or silent, an error when it refused.
+async fn report_probe(
+    report: &mut Report,
+    key: &str,
+    who: &str,
+    probe: impl std::future::Future<Output = Found>,
+) {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Found::Answers(what)) => report.add(Level::Ok, key, format!("{who} answers ({what})")),
+        Ok(Found::Unreachable(why)) => report.add(
+            Level::Warning,
+            key,
+            format!("{who} is not reachable now ({why}); drc retries until it is"),
+        ),
+        Ok(Found::Refused(why)) => report.add(Level::Error, key, format!("{who}: {why}")),
+        Err(_) => report.add(
+            Level::Warning,
+            key,
+            format!(
+                "{who} did not answer within {} s; drc retries until it does",
+                CHECK_TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+/// `host:port` of a server URL, for messages (never the credentials).
+fn host_of(url: &str) -> &str {
+    url.rsplit('@').next().unwrap_or(url)
+}
+
 async fn check_relay(cfg: &Config, key: &str, c: &ClientConfig, report: &mut Report) {
     if is_own_relay(cfg, &c.url) {
         report.add(
@@ -279,42 +321,19 @@ async fn check_relay(cfg: &Config, key: &str, c: &ClientConfig, report: &mut Rep
         return;
     }
     let probe = async {
-        let client = drc_relay::RelayClient::connect(c.clone()).await?;
-        client.status("").await
+        let answer = match drc_relay::RelayClient::connect(c.clone()).await {
+            Ok(client) => client.status("").await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(s) => Found::Answers(format!("{} streams", s.streams.len())),
+            Err(e) if e.is_transient() || unreachable(&e) => Found::Unreachable(root_cause(&e)),
+            Err(e) => Found::Refused(format!(
+                "{e}; check the TLS files (same CA on both sides) and the URL"
+            )),
+        }
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(s)) => report.add(
-            Level::Ok,
-            key,
-            format!("{} answers ({} streams)", c.url, s.streams.len()),
-        ),
-        Ok(Err(e)) if e.is_transient() || unreachable(&e) => report.add(
-            Level::Warning,
-            key,
-            format!(
-                "{} is not reachable now ({}); drc retries until it is",
-                c.url,
-                root_cause(&e)
-            ),
-        ),
-        Ok(Err(e)) => report.add(
-            Level::Error,
-            key,
-            format!(
-                "{}: {e}; check the TLS files (same CA on both sides) and the URL",
-                c.url
-            ),
-        ),
-        Err(_) => report.add(
-            Level::Warning,
-            key,
-            format!(
-                "{} did not answer within {} s; drc retries until it does",
-                c.url,
-                CHECK_TIMEOUT.as_secs()
-            ),
-        ),
-    }
+    report_probe(report, key, &c.url, probe).await;
 }
 
 /// Connects to a MySQL/MariaDB server; with `capture`, runs capture's
@@ -332,35 +351,17 @@ async fn check_mysql(key: &str, url: &str, capture: bool, report: &mut Report) {
         let _ = conn.disconnect().await;
         anyhow::Ok(version.unwrap_or_default())
     };
-    let host = url.rsplit('@').next().unwrap_or(url);
-    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(v)) => report.add(
-            Level::Ok,
-            key,
-            format!(
-                "{host} answers (server {v}){}",
-                if capture {
-                    ", binlog settings and privileges fit capture"
-                } else {
-                    ""
-                }
-            ),
-        ),
-        Ok(Err(e)) if unreachable(e.as_ref()) => report.add(
-            Level::Warning,
-            key,
-            format!(
-                "{host} is not reachable now ({}); drc retries until it is",
-                e.root_cause()
-            ),
-        ),
-        Ok(Err(e)) => report.add(Level::Error, key, format!("{host}: {e:#}")),
-        Err(_) => report.add(
-            Level::Warning,
-            key,
-            format!("{host} did not answer within {} s", CHECK_TIMEOUT.as_secs()),
-        ),
-    }
+    let found = async {
+        match probe.await {
+            Ok(v) if capture => Found::Answers(format!(
+                "server {v}, binlog settings and privileges fit capture"
+            )),
+            Ok(v) => Found::Answers(format!("server {v}")),
+            Err(e) if unreachable(e.as_ref()) => Found::Unreachable(e.root_cause().to_string()),
+            Err(e) => Found::Refused(format!("{e:#}")),
+        }
+    };
+    report_probe(report, key, host_of(url), found).await;
 }
 
 async fn check_postgres(key: &str, url: &str, report: &mut Report) {
@@ -373,27 +374,25 @@ async fn check_postgres(key: &str, url: &str, report: &mut Report) {
         task.abort();
         Ok::<_, tokio_postgres::Error>(v)
     };
-    let host = url.rsplit('@').next().unwrap_or(url);
-    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(v)) => {
-            let v = v.split(" on ").next().unwrap_or(&v).to_string();
-            report.add(Level::Ok, key, format!("{host} answers ({v})"));
+    let found = async {
+        match probe.await {
+            Ok(v) => Found::Answers(v.split(" on ").next().unwrap_or(&v).to_string()),
+            Err(e) if unreachable(&e) => Found::Unreachable(root_cause(&e)),
+            Err(e) => Found::Refused(e.to_string()),
         }
-        Ok(Err(e)) if unreachable(&e) => report.add(
-            Level::Warning,
-            key,
-            format!(
-                "{host} is not reachable now ({}); drc retries until it is",
-                root_cause(&e)
-            ),
-        ),
-        Ok(Err(e)) => report.add(Level::Error, key, format!("{host}: {e}")),
-        Err(_) => report.add(
-            Level::Warning,
-            key,
-            format!("{host} did not answer within {} s", CHECK_TIMEOUT.as_secs()),
-        ),
-    }
+    };
+    report_probe(report, key, host_of(url), found).await;
+}
+
+/// NATS: any failure to connect counts as unreachable (the sink retries).
+async fn check_nats(key: &str, url: &str, report: &mut Report) {
+    let found = async {
+        match async_nats::connect(url).await {
+            Ok(_) => Found::Answers("NATS".into()),
+            Err(e) => Found::Unreachable(e.to_string()),
+        }
+    };
+    report_probe(report, key, url, found).await;
 }
 
 async fn check_servers(cfg: &Config, report: &mut Report) {
@@ -420,22 +419,7 @@ async fn check_servers(cfg: &Config, report: &mut Report) {
         match &a.sink {
             SinkConfig::Mysql(m) => check_mysql(&key, &m.url, false, report).await,
             SinkConfig::Postgres(p) => check_postgres(&key, &p.url, report).await,
-            SinkConfig::Nats(n) => {
-                let url = n.url.clone();
-                match tokio::time::timeout(CHECK_TIMEOUT, async_nats::connect(url.as_str())).await {
-                    Ok(Ok(_)) => report.add(Level::Ok, key, format!("{url} answers")),
-                    Ok(Err(e)) => report.add(
-                        Level::Warning,
-                        key,
-                        format!("{url} is not reachable now ({e}); drc retries until it is"),
-                    ),
-                    Err(_) => report.add(
-                        Level::Warning,
-                        key,
-                        format!("{url} did not answer within {} s", CHECK_TIMEOUT.as_secs()),
-                    ),
-                }
-            }
+            SinkConfig::Nats(n) => check_nats(&key, &n.url, report).await,
             SinkConfig::Jsonl(_) => {}
         }
     }

@@ -102,20 +102,20 @@ async fn run_async(
     );
     let mut relay_task = None;
     let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
-    let relay_part = drc_obs::health::Part::register("relay listener");
-    match (&cfg.relay, roles.relay()) {
-        (Some(relay), true) => {
-            let server = drc_relay::server::RelayServer::bind(relay.clone())
-                .await
-                .context("start the relay")?;
-            tracing::info!(listen = ?server.local_address(), "relay listening");
-            relay_part.ready();
-            let mut rx = relay_stop_rx.clone();
-            relay_task = Some(tokio::spawn(server.serve(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })));
-        }
-        _ => drop(relay_part),
+    // Registered for as long as the relay serves (dropped at return).
+    let mut _relay_part = None;
+    if let (Some(relay), true) = (&cfg.relay, roles.relay()) {
+        let part = drc_obs::health::Part::register("relay listener");
+        let server = drc_relay::server::RelayServer::bind(relay.clone())
+            .await
+            .context("start the relay")?;
+        tracing::info!(listen = ?server.local_address(), "relay listening");
+        part.ready();
+        _relay_part = Some(part);
+        let mut rx = relay_stop_rx.clone();
+        relay_task = Some(tokio::spawn(server.serve(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
     }
     let mut captures = Vec::new();
     if roles.capture() {
