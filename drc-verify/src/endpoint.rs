@@ -179,7 +179,12 @@ impl Db {
                     .prefer_socket(false)
                     .socket(ep.socket.clone())
                     .init(vec![MARIA_SESSION.to_owned()])
-                    .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
+                    .pool_opts(
+                        mysql_async::PoolOpts::default()
+                            .with_constraints(constraints)
+                            // A reset would undo the session settings above (charset, time zone).
+                            .with_reset_connection(false),
+                    );
                 let pool = mysql_async::Pool::new(opts);
                 // Fail here, with a clear message, rather than at the first chunk.
                 let mut conn = pool

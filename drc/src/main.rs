@@ -37,6 +37,10 @@ enum Command {
     /// Compare a source and a target database by chunk checksums and report
     /// every differing row (exit 0 identical, 1 different, 2 error).
     Verify(Box<cmd::verify::VerifyArgs>),
+    /// Migrate a MariaDB database into MariaDB or PostgreSQL once: lock-free
+    /// parallel snapshot, catch-up, verify, optional cutover (exit 0
+    /// identical, 1 different, 2 error).
+    Migrate(Box<cmd::migrate::MigrateArgs>),
     /// Region config tools.
     Config(ConfigArgs),
     /// Streams, offsets, lags and subscribers of a region, as tables.
@@ -79,6 +83,7 @@ fn main() -> std::process::ExitCode {
             command: ConfigCommand::Check(args),
         }) => cmd::check::run(args),
         Command::Verify(args) => return cmd::verify::run(*args),
+        Command::Migrate(args) => return cmd::migrate::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -24,6 +24,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod replay;
+pub mod torture;
 
 use std::path::PathBuf;
 

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod capture;
 pub mod check;
 pub mod log;
+pub mod migrate;
 pub mod relay;
 pub mod run;
 pub mod status;

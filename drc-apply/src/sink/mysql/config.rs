@@ -74,6 +74,17 @@ pub struct MySqlSinkConfig {
     /// `fail` (stop the stream and say so).
     #[serde(default)]
     pub triggers: TriggerPolicy,
+    /// Whether conflicts are logged and recorded in `drc.conflicts` (always
+    /// from a configuration file). `drc migrate` turns it off while it
+    /// replays the changes made during its snapshot: there the target may
+    /// already hold a change's outcome, and overwriting is the expected way
+    /// to converge, not a conflict anyone must look at.
+    #[serde(skip, default = "default_record_conflicts")]
+    pub record_conflicts: bool,
+}
+
+fn default_record_conflicts() -> bool {
+    true
 }
 
 fn default_parallel() -> usize {
@@ -103,6 +114,7 @@ impl MySqlSinkConfig {
             group_rows: DEFAULT_GROUP_ROWS,
             check_before_image: true,
             triggers: TriggerPolicy::Guard,
+            record_conflicts: true,
         }
     }
 

@@ -241,6 +241,13 @@ impl MySqlSink {
         &self.config
     }
 
+    /// Changes the conflict policy and whether conflicts are recorded, from
+    /// the next batch on (see [`MySqlSinkConfig::record_conflicts`]).
+    pub fn set_conflict_handling(&mut self, policy: ConflictPolicy, record: bool) {
+        self.config.conflict_policy = policy;
+        self.config.record_conflicts = record;
+    }
+
     /// What the sink has done since it connected.
     pub fn stats(&self) -> MySqlSinkStats {
         self.stats

@@ -409,7 +409,9 @@ impl<'a> Writer<'a> {
             return Err(conflict_error(ctx, c, kind));
         }
         let table = sql::table_ref(&c.schema, &c.table);
+        let record = self.config.record_conflicts;
         let target_image = match kind {
+            _ if !record => None,
             ConflictKind::Duplicate => self.target_image(conn, ctx, c, c.after.as_ref()).await?,
             ConflictKind::Differs => self.target_image(conn, ctx, c, c.before.as_ref()).await?,
             ConflictKind::Missing => None,
@@ -443,6 +445,9 @@ impl<'a> Writer<'a> {
             }
         } else {
             message.push_str(": skipped");
+        }
+        if !record {
+            return Ok(());
         }
         tracing::warn!(offset = ctx.offset, table = %table, kind = kind.as_str(), policy = policy.as_str(), "mysql sink: conflict");
         drc_obs::apply_conflict(ctx.stream, "mysql", kind.as_str());
@@ -568,7 +573,14 @@ async fn exec_multi(conn: &mut Conn, sql: String, expect: &[u64]) -> Result<Opti
             Err(e) => return Ok(Some(statement_failed(i, &e))),
         }
     }
-    result.drop_result().await.map_err(transient)?;
+    // A statement's error can surface only here, when the rest of the
+    // packet's results are read: it is that statement's failure, like the
+    // ones above, not the connection's.
+    match result.drop_result().await {
+        Ok(()) => {}
+        Err(e) if super::is_transient(&e) && !is_lock_conflict(&e) => return Err(transient(e)),
+        Err(e) => return Ok(Some(statement_failed(i, &e))),
+    }
     if surprise.is_none() && i != expect.len() {
         surprise = Some(format!("{i} results for {} statements", expect.len()));
     }

@@ -89,6 +89,17 @@ pub struct PostgresSinkConfig {
     /// to the schema of its own name.
     #[serde(default)]
     pub schema_map: BTreeMap<String, String>,
+    /// Whether conflicts are logged and recorded in `drc.conflicts` (always
+    /// from a configuration file). `drc migrate` turns it off while it
+    /// replays the changes made during its snapshot: there the target may
+    /// already hold a change's outcome, and overwriting is the expected way
+    /// to converge, not a conflict anyone must look at.
+    #[serde(skip, default = "default_record_conflicts")]
+    pub record_conflicts: bool,
+}
+
+fn default_record_conflicts() -> bool {
+    true
 }
 
 fn default_conflict_policy() -> ConflictPolicy {
@@ -113,6 +124,7 @@ impl PostgresSinkConfig {
             on_unsupported_ddl: DEFAULT_ON_UNSUPPORTED_DDL,
             create_missing_tables: DEFAULT_CREATE_MISSING_TABLES,
             schema_map: BTreeMap::new(),
+            record_conflicts: true,
         }
     }
 

@@ -130,7 +130,7 @@ impl Writer<'_> {
         if self.policy == ConflictPolicy::Fail {
             return Err(conflict_error(self.ctx, c, kind));
         }
-        let target_image = if kind == ConflictKind::Duplicate {
+        let target_image = if kind == ConflictKind::Duplicate && self.record {
             self.target_image().await?
         } else {
             None
@@ -161,6 +161,9 @@ impl Writer<'_> {
             }
         } else {
             message.push_str(": skipped");
+        }
+        if !self.record {
+            return Ok(());
         }
         tracing::warn!(
             offset = self.ctx.offset,

@@ -174,6 +174,13 @@ impl PostgresSink {
         &self.config
     }
 
+    /// Changes the conflict policy and whether conflicts are recorded, from
+    /// the next batch on (see [`PostgresSinkConfig::record_conflicts`]).
+    pub fn set_conflict_handling(&mut self, policy: ConflictPolicy, record: bool) {
+        self.config.conflict_policy = policy;
+        self.config.record_conflicts = record;
+    }
+
     /// Sets the shortest run of inserts written with COPY (for measuring
     /// COPY against multi-row INSERT; `usize::MAX` turns COPY off).
     #[doc(hidden)]
@@ -401,6 +408,7 @@ impl PostgresSink {
             change: c,
             table: &table,
             policy,
+            record: self.config.record_conflicts,
         };
         let outcome = match c.op() {
             pb::Op::Insert => w.insert_one().await?,

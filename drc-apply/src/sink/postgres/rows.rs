@@ -496,6 +496,8 @@ pub struct Writer<'a> {
     pub change: &'a pb::RowChange,
     pub table: &'a TargetTable,
     pub policy: ConflictPolicy,
+    /// Whether conflicts are logged and recorded.
+    pub record: bool,
 }
 
 const SAVEPOINT: &str = "SAVEPOINT drc_row";

@@ -1,0 +1,271 @@
+//! A migration's progress, kept on the target in the `drc` schema so that a
+//! rerun (`--resume`) continues where the last one stopped:
+//!
+//! - `drc.migrate`: one row — the source, the binlog position the catch-up
+//!   starts from (read before any chunk), and the phase reached.
+//! - `drc.migrate_chunks`: the chunk plan; a chunk is marked done in the
+//!   same target transaction that loads its rows, so after a kill -9 a
+//!   chunk is either wholly loaded and marked, or absent and redone.
+//!
+//! The catch-up's own progress is the apply sink's checkpoint
+//! (`drc.checkpoints`, stream [`crate::STREAM`]).
+
+use drc_capture::position::BinlogPos;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::error::{self, Result};
+use crate::plan::Chunk;
+use crate::source::SourceTable;
+
+/// How far a migration got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Creating tables (none loaded yet).
+    Schema,
+    /// Loading chunks.
+    Snapshot,
+    /// Indexes, foreign keys and other objects made.
+    Finished,
+    /// Verified identical.
+    Verified,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Schema => "schema",
+            Phase::Snapshot => "snapshot",
+            Phase::Finished => "finished",
+            Phase::Verified => "verified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "schema" => Phase::Schema,
+            "snapshot" => Phase::Snapshot,
+            "finished" => Phase::Finished,
+            "verified" => Phase::Verified,
+            _ => return None,
+        })
+    }
+}
+
+/// One chunk as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkState {
+    pub db: String,
+    pub table: String,
+    pub seq: u32,
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+    pub est_rows: u64,
+    pub done: bool,
+    pub rows: u64,
+    pub snapshot: Option<BinlogPos>,
+}
+
+impl ChunkState {
+    pub fn of(t: &SourceTable, c: &Chunk, rows: u64, snap: &BinlogPos) -> Self {
+        Self {
+            db: t.db().to_owned(),
+            table: t.name().to_owned(),
+            seq: c.seq,
+            lo: c.lo,
+            hi: c.hi,
+            est_rows: c.est_rows,
+            done: true,
+            rows,
+            snapshot: Some(snap.clone()),
+        }
+    }
+
+    pub fn planned(t: &SourceTable, c: &Chunk) -> Self {
+        Self {
+            db: t.db().to_owned(),
+            table: t.name().to_owned(),
+            seq: c.seq,
+            lo: c.lo,
+            hi: c.hi,
+            est_rows: c.est_rows,
+            done: false,
+            rows: 0,
+            snapshot: None,
+        }
+    }
+}
+
+/// The whole recorded state.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub source: String,
+    pub start: BinlogPos,
+    pub phase: Phase,
+    pub chunks: Vec<ChunkState>,
+}
+
+const MARIA_DDL: [&str; 3] = [
+    "CREATE DATABASE IF NOT EXISTS drc",
+    "CREATE TABLE IF NOT EXISTS drc.migrate (
+        id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+        source VARCHAR(512) NOT NULL,
+        start_file VARCHAR(255) NOT NULL,
+        start_pos BIGINT UNSIGNED NOT NULL,
+        phase VARCHAR(16) NOT NULL,
+        started_at DATETIME(6) NOT NULL,
+        updated_at DATETIME(6) NOT NULL
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS drc.migrate_chunks (
+        db VARCHAR(64) NOT NULL,
+        tbl VARCHAR(64) NOT NULL,
+        seq INT UNSIGNED NOT NULL,
+        lo BIGINT NULL,
+        hi BIGINT NULL,
+        est_rows BIGINT UNSIGNED NOT NULL,
+        done TINYINT NOT NULL DEFAULT 0,
+        rows_loaded BIGINT UNSIGNED NOT NULL DEFAULT 0,
+        snap_file VARCHAR(255) NULL,
+        snap_pos BIGINT UNSIGNED NULL,
+        PRIMARY KEY (db, tbl, seq)
+     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+];
+
+/// Creates the state tables and records a new migration from `start`.
+pub async fn maria_init(c: &mut Conn, source: &str, start: &BinlogPos) -> Result<()> {
+    for sql in MARIA_DDL {
+        c.query_drop(sql)
+            .await
+            .map_err(|e| error::target("create the drc.migrate state tables", e))?;
+    }
+    c.exec_drop(
+        "REPLACE INTO drc.migrate VALUES (1, ?, ?, ?, 'schema', NOW(6), NOW(6))",
+        (source, &start.file, start.pos),
+    )
+    .await
+    .map_err(|e| error::target("record the migration in drc.migrate", e))?;
+    c.query_drop("DELETE FROM drc.migrate_chunks")
+        .await
+        .map_err(|e| error::target("clear drc.migrate_chunks", e))
+}
+
+/// Records the chunk plan and moves to the snapshot phase.
+pub async fn maria_plan(c: &mut Conn, chunks: &[ChunkState]) -> Result<()> {
+    let mut tx = c
+        .start_transaction(Default::default())
+        .await
+        .map_err(|e| error::target("begin", e))?;
+    for ch in chunks.chunks(500) {
+        let mut sql =
+            String::from("INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows) VALUES ");
+        let mut params: Vec<mysql_async::Value> = Vec::new();
+        for (i, s) in ch.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?)");
+            params.extend([
+                s.db.clone().into(),
+                s.table.clone().into(),
+                s.seq.into(),
+                s.lo.into(),
+                s.hi.into(),
+                s.est_rows.into(),
+            ]);
+        }
+        tx.exec_drop(sql, params)
+            .await
+            .map_err(|e| error::target("record the chunk plan", e))?;
+    }
+    tx.query_drop("UPDATE drc.migrate SET phase = 'snapshot', updated_at = NOW(6) WHERE id = 1")
+        .await
+        .map_err(|e| error::target("record the phase", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| error::target("commit the chunk plan", e))
+}
+
+/// Marks a chunk loaded (in the caller's transaction).
+pub async fn maria_chunk_done(c: &mut Conn, s: &ChunkState) -> Result<()> {
+    let snap = s.snapshot.clone().unwrap_or_else(|| BinlogPos::new("", 0));
+    c.exec_drop(
+        "UPDATE drc.migrate_chunks SET done = 1, rows_loaded = ?, snap_file = ?, snap_pos = ? \
+         WHERE db = ? AND tbl = ? AND seq = ?",
+        (s.rows, &snap.file, snap.pos, &s.db, &s.table, s.seq),
+    )
+    .await
+    .map_err(|e| error::target("mark a chunk done in drc.migrate_chunks", e))
+}
+
+pub async fn maria_phase(c: &mut Conn, phase: Phase) -> Result<()> {
+    c.exec_drop(
+        "UPDATE drc.migrate SET phase = ?, updated_at = NOW(6) WHERE id = 1",
+        (phase.as_str(),),
+    )
+    .await
+    .map_err(|e| error::target("record the phase in drc.migrate", e))
+}
+
+type ChunkRow = (
+    String,
+    String,
+    u32,
+    Option<i64>,
+    Option<i64>,
+    u64,
+    i8,
+    u64,
+    Option<String>,
+    Option<u64>,
+);
+
+/// The recorded state; `None` when the target holds no migration.
+pub async fn maria_read(c: &mut Conn) -> Result<Option<State>> {
+    let exists: Option<u8> = c
+        .query_first(
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'drc' AND TABLE_NAME = 'migrate'",
+        )
+        .await
+        .map_err(|e| error::target("look for drc.migrate", e))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let row: Option<(String, String, u64, String)> = c
+        .query_first("SELECT source, start_file, start_pos, phase FROM drc.migrate WHERE id = 1")
+        .await
+        .map_err(|e| error::target("read drc.migrate", e))?;
+    let Some((source, file, pos, phase)) = row else {
+        return Ok(None);
+    };
+    let rows: Vec<ChunkRow> = c
+        .query(
+            "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos \
+             FROM drc.migrate_chunks ORDER BY db, tbl, seq",
+        )
+        .await
+        .map_err(|e| error::target("read drc.migrate_chunks", e))?;
+    let chunks = rows
+        .into_iter()
+        .map(|r| ChunkState {
+            db: r.0,
+            table: r.1,
+            seq: r.2,
+            lo: r.3,
+            hi: r.4,
+            est_rows: r.5,
+            done: r.6 != 0,
+            rows: r.7,
+            snapshot: match (r.8, r.9) {
+                (Some(f), Some(p)) if !f.is_empty() => Some(BinlogPos::new(f, p)),
+                _ => None,
+            },
+        })
+        .collect();
+    Ok(Some(State {
+        source,
+        start: BinlogPos::new(file, pos),
+        phase: Phase::parse(&phase)
+            .ok_or_else(|| error::target("read drc.migrate", format!("unknown phase {phase:?}")))?,
+        chunks,
+    }))
+}

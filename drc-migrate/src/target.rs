@@ -1,0 +1,171 @@
+//! The target, whichever kind it is: one enum so the phases in
+//! [`crate::run`] read the same for MariaDB/MySQL and PostgreSQL.
+
+use bytes::{Bytes, BytesMut};
+use drc_capture::position::BinlogPos;
+use mysql_async::Conn;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Result;
+use crate::maria::{self, MariaTarget};
+use crate::plan::Chunk;
+use crate::source::{SourceObject, SourceTable};
+use crate::state::{self, ChunkState, Phase, State};
+use crate::Progress;
+use drc_verify::Endpoint;
+
+pub enum Target {
+    Maria(MariaTarget),
+}
+
+/// What is added to the tables after the load.
+pub enum Deferred {
+    Maria(Vec<maria::Deferred>),
+}
+
+impl Target {
+    pub async fn connect(ep: &Endpoint, parallel: usize) -> Result<Self> {
+        match ep.dialect {
+            drc_verify::Dialect::Maria => {
+                Ok(Target::Maria(MariaTarget::connect(ep, parallel).await?))
+            }
+            drc_verify::Dialect::Postgres => Err(crate::Error::Preflight(
+                "PostgreSQL targets are not supported by this build".into(),
+            )),
+        }
+    }
+
+    /// The source charset the loads need.
+    pub fn source_charset(&self) -> crate::source::Charset {
+        match self {
+            Target::Maria(_) => crate::source::Charset::Binary,
+        }
+    }
+
+    /// Tables of `tables` the target already has.
+    pub async fn existing(&self, tables: &[SourceTable]) -> Result<Vec<String>> {
+        match self {
+            Target::Maria(m) => m.existing(tables).await,
+        }
+    }
+
+    /// Checks that the target can hold every table (before anything is
+    /// written); returns the problems found.
+    pub async fn representable(
+        &self,
+        _src: &mut Conn,
+        _tables: &[SourceTable],
+    ) -> Result<Vec<String>> {
+        match self {
+            Target::Maria(_) => Ok(Vec::new()),
+        }
+    }
+
+    pub async fn state(&self) -> Result<Option<State>> {
+        match self {
+            Target::Maria(m) => m.state().await,
+        }
+    }
+
+    pub async fn init_state(&self, source: &str, start: &BinlogPos) -> Result<()> {
+        match self {
+            Target::Maria(m) => state::maria_init(&mut m.conn().await?, source, start).await,
+        }
+    }
+
+    pub async fn record_plan(&self, chunks: &[ChunkState]) -> Result<()> {
+        match self {
+            Target::Maria(m) => state::maria_plan(&mut m.conn().await?, chunks).await,
+        }
+    }
+
+    pub async fn set_phase(&self, phase: Phase) -> Result<()> {
+        match self {
+            Target::Maria(m) => state::maria_phase(&mut m.conn().await?, phase).await,
+        }
+    }
+
+    pub async fn create_tables(
+        &self,
+        src: &mut Conn,
+        tables: &[SourceTable],
+        dbs: &[String],
+    ) -> Result<Deferred> {
+        match self {
+            Target::Maria(m) => Ok(Deferred::Maria(m.create_tables(src, tables, dbs).await?)),
+        }
+    }
+
+    /// The deferred parts of tables created by an earlier run.
+    pub async fn deferred(&self, src: &mut Conn, tables: &[SourceTable]) -> Result<Deferred> {
+        match self {
+            Target::Maria(_) => {
+                let mut out = Vec::new();
+                for t in tables {
+                    let show =
+                        crate::source::show_create(src, "TABLE", t.db(), t.name(), 1).await?;
+                    out.push(maria::split_create(t, &show)?.1);
+                }
+                Ok(Deferred::Maria(out))
+            }
+        }
+    }
+
+    pub async fn finish_tables(
+        &self,
+        d: &Deferred,
+        tables: &[SourceTable],
+        src: &mut Conn,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let _ = (tables, src);
+        match (self, d) {
+            (Target::Maria(m), Deferred::Maria(d)) => m.finish_tables(d, progress).await,
+        }
+    }
+
+    /// Creates views, routines and triggers; returns what was created and
+    /// what the target cannot take (reported, not created).
+    pub async fn create_objects(
+        &self,
+        src: &mut Conn,
+        objects: &[SourceObject],
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        match self {
+            Target::Maria(m) => Ok((m.create_objects(src, objects).await?, Vec::new())),
+        }
+    }
+
+    pub fn select_list(&self, t: &SourceTable) -> String {
+        match self {
+            Target::Maria(_) => maria::select_list(t),
+        }
+    }
+
+    pub fn encode_row(
+        &self,
+        _t: &SourceTable,
+        out: &mut BytesMut,
+        row: Vec<mysql_async::Value>,
+    ) -> Result<()> {
+        match self {
+            Target::Maria(_) => {
+                maria::encode_row(out, row);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn load_chunk(
+        &self,
+        t: &SourceTable,
+        chunk: &Chunk,
+        snap: &BinlogPos,
+        rx: mpsc::Receiver<Bytes>,
+        rows_sent: oneshot::Receiver<u64>,
+    ) -> Result<u64> {
+        match self {
+            Target::Maria(m) => m.load_chunk(t, chunk, snap, rx, rows_sent).await,
+        }
+    }
+}
