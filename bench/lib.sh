@@ -28,6 +28,12 @@
 #   bench_now / bench_elapsed T0   epoch seconds (ns); seconds since T0 (3 decimals)
 #   bench_fmt1 X                   X with one decimal
 #   bench_msql SOCKET SQL          SQL as root over a unix socket (-N -B output)
+#   bench_pg_bin NAME              a PostgreSQL binary (newest /usr/lib/postgresql/N/bin)
+#   bench_as_pg CMD ...            CMD as the `postgres` OS user
+#   bench_pg_start DIR ARGS        a throwaway PostgreSQL cluster in DIR (initdb, trust,
+#                                  UTF8, C locale); sets PG_PORT, PG_DATADIR; stopped
+#                                  and removed on exit
+#   bench_psql DB SQL              SQL as `postgres` on database DB (-A -t output)
 #
 # Two regions over an emulated WAN (root; bench_build_wan first):
 #   bench_link_up NAME DIR CC      `wanem up`: namespaces NAME-a and NAME-b joined
@@ -308,6 +314,82 @@ bench_mariadbd_run() {
     done
     tail -n 30 "$dir/error.log" >&2 2>/dev/null || true
     bench_die "mariadbd did not start"
+}
+
+# --- PostgreSQL ----------------------------------------------------------------
+
+# bench_pg_bin NAME prints the path of a PostgreSQL binary: from the newest
+# /usr/lib/postgresql/<major>/bin (Debian keeps server binaries off $PATH),
+# else from $PATH.
+bench_pg_bin() {
+    local name="$1" d
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5n | tail -n 1)"
+    if [ -n "$d" ] && [ -x "$d/$name" ]; then
+        echo "$d/$name"
+        return
+    fi
+    command -v "$name" 2>/dev/null || bench_die "$name not found (install postgresql)"
+}
+
+# bench_as_pg CMD ...: runs CMD as the `postgres` OS user, which PostgreSQL
+# needs (it refuses to run as root).
+bench_as_pg() {
+    if [ "$(id -un)" = postgres ]; then
+        "$@"
+    elif [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        sudo -u postgres -- "$@"
+    fi
+}
+
+# bench_pg_start DIR [POSTGRES_ARGS...]
+# Makes DIR (owned by `postgres`), runs initdb in DIR/data (trust
+# authentication, UTF8, C locale) and starts the server on a free port of
+# 127.0.0.1 (socket in DIR, log DIR/postgres.log). Extra args (`-c name=value`
+# pairs) go last. Sets PG_PORT and PG_DATADIR. On exit the server is stopped
+# (immediate mode) and DIR removed.
+bench_pg_start() {
+    local dir="$1" attempt i
+    shift
+    id postgres >/dev/null 2>&1 || bench_die "no OS user postgres (installing postgresql creates it)"
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    # The postgres user must reach DIR through its parents.
+    chmod o+x "$(dirname "$dir")"
+    PG_DATADIR="$dir/data"
+    bench_as_pg "$(bench_pg_bin initdb)" -D "$PG_DATADIR" --auth=trust --username=postgres \
+        --encoding=UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
+        { tail -n 30 "$dir/initdb.log" >&2; bench_die "initdb"; }
+    bench_on_exit "bench_as_pg '$(bench_pg_bin pg_ctl)' -D '$PG_DATADIR' -m immediate stop >/dev/null 2>&1; rm -rf -- '$dir'"
+    for attempt in 1 2 3 4 5; do
+        PG_PORT="$(bench_free_port)"
+        : >"$dir/postgres.log"
+        chown postgres: "$dir/postgres.log"
+        if bench_as_pg "$(bench_pg_bin pg_ctl)" -D "$PG_DATADIR" -l "$dir/postgres.log" -w -t 120 \
+            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir $*" \
+            start >"$dir/pg_ctl.log" 2>&1; then
+            for ((i = 0; i < 600; i++)); do
+                bench_psql postgres 'SELECT 1' >/dev/null 2>&1 && {
+                    bench_log "postgres up on 127.0.0.1:$PG_PORT"
+                    return 0
+                }
+                sleep 0.1
+            done
+        fi
+        bench_as_pg "$(bench_pg_bin pg_ctl)" -D "$PG_DATADIR" -m immediate stop >/dev/null 2>&1 || true
+        grep -q 'Address already in use' "$dir/postgres.log" 2>/dev/null || break
+        bench_log "port $PG_PORT was taken, retrying (attempt $attempt)"
+    done
+    tail -n 30 "$dir/postgres.log" >&2 2>/dev/null || true
+    bench_die "postgres did not start"
+}
+
+# bench_psql DB SQL: SQL as `postgres` on database DB of the bench cluster,
+# unaligned tuples-only output (`|` between columns); stops at the first error.
+bench_psql() {
+    "$(bench_pg_bin psql)" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" \
+        -U postgres -d "$1" -c "$2"
 }
 
 # --- timing ------------------------------------------------------------------
