@@ -29,6 +29,8 @@
 pub mod catchup;
 pub mod error;
 pub mod maria;
+pub mod pg;
+pub mod pgvalue;
 pub mod plan;
 pub mod report;
 pub mod snapshot;
@@ -136,8 +138,11 @@ pub async fn run(
             opts.source.addr()
         ))
     })?;
-    let plan = source::preflight(&mut ctl, &opts.tables).await?;
+    let mut plan = source::preflight(&mut ctl, &opts.tables).await?;
     let target = Arc::new(Target::connect(&opts.target, opts.parallel).await?);
+    for t in plan.tables.iter_mut() {
+        t.copied = target.copied(t);
+    }
     let label = opts.source.addr();
     let recorded = target.state().await?;
     match (&recorded, opts.resume) {
@@ -247,10 +252,10 @@ pub async fn run(
     if st.phase < Phase::Finished {
         progress.phase("indexes");
         let t = Instant::now();
-        target
-            .finish_tables(&deferred, &tables, &mut ctl, progress.as_ref())
+        target.finish_tables(&deferred, progress.as_ref()).await?;
+        let (created, skipped) = target
+            .create_objects(&mut ctl, &plan.objects, &deferred)
             .await?;
-        let (created, skipped) = target.create_objects(&mut ctl, &plan.objects).await?;
         report.objects_created = created;
         report.objects_skipped = skipped;
         target.set_phase(Phase::Finished).await?;
@@ -283,6 +288,7 @@ pub async fn run(
     )
     .await?;
     target.set_phase(Phase::Verified).await?;
+    target.finalize(&deferred).await?;
     report.phase("verify", t.elapsed());
 
     // 7. Follow, cutover.
@@ -318,6 +324,7 @@ pub async fn run(
             progress.clone(),
         )
         .await?;
+        target.finalize(&deferred).await?;
         report.phase("cutover", t.elapsed());
     }
     report.total = started.elapsed();

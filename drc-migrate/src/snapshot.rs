@@ -128,6 +128,7 @@ async fn one_chunk(
             .await
             .map_err(|e| error::source(format!("read chunk {} of {name}", chunk.seq), e))?;
         let mut buf = BytesMut::with_capacity(BUFFER_BYTES + 4096);
+        let mut scratch = String::new();
         let mut rows = 0u64;
         let mut bytes = 0u64;
         let mut since = 0u64;
@@ -137,7 +138,7 @@ async fn one_chunk(
             .await
             .map_err(|e| error::source(format!("read chunk {} of {name}", chunk.seq), e))?
         {
-            target.encode_row(t, &mut buf, row.unwrap())?;
+            target.encode_row(t, &mut buf, row.unwrap(), &mut scratch)?;
             rows += 1;
             since_rows += 1;
             if buf.len() >= BUFFER_BYTES {

@@ -269,3 +269,170 @@ pub async fn maria_read(c: &mut Conn) -> Result<Option<State>> {
         chunks,
     }))
 }
+
+const PG_DDL: &str = "CREATE SCHEMA IF NOT EXISTS drc;
+    CREATE TABLE IF NOT EXISTS drc.migrate (
+        id smallint PRIMARY KEY,
+        source text NOT NULL,
+        start_file text NOT NULL,
+        start_pos bigint NOT NULL,
+        phase text NOT NULL,
+        started_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL);
+    CREATE TABLE IF NOT EXISTS drc.migrate_chunks (
+        db text NOT NULL,
+        tbl text NOT NULL,
+        seq integer NOT NULL,
+        lo bigint,
+        hi bigint,
+        est_rows bigint NOT NULL,
+        done boolean NOT NULL DEFAULT false,
+        rows_loaded bigint NOT NULL DEFAULT 0,
+        snap_file text,
+        snap_pos bigint,
+        PRIMARY KEY (db, tbl, seq))";
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// [`maria_init`] for a PostgreSQL target.
+pub async fn pg_init(c: &tokio_postgres::Client, source: &str, start: &BinlogPos) -> Result<()> {
+    c.batch_execute(PG_DDL)
+        .await
+        .map_err(|e| error::pg("create the drc.migrate state tables", &e))?;
+    c.execute(
+        "INSERT INTO drc.migrate VALUES (1, $1, $2, $3, 'schema', now(), now())
+         ON CONFLICT (id) DO UPDATE SET source = $1, start_file = $2, start_pos = $3,
+           phase = 'schema', started_at = now(), updated_at = now()",
+        &[&source, &start.file, &i64_of(start.pos)],
+    )
+    .await
+    .map_err(|e| error::pg("record the migration in drc.migrate", &e))?;
+    c.batch_execute("DELETE FROM drc.migrate_chunks")
+        .await
+        .map_err(|e| error::pg("clear drc.migrate_chunks", &e))
+}
+
+/// [`maria_plan`] for a PostgreSQL target.
+pub async fn pg_plan(c: &tokio_postgres::Client, chunks: &[ChunkState]) -> Result<()> {
+    let mut sql = String::from("BEGIN;");
+    for ch in chunks.chunks(500) {
+        sql.push_str("INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows) VALUES ");
+        for (i, s) in ch.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let n = |v: Option<i64>| v.map_or("NULL".to_owned(), |v| v.to_string());
+            sql.push_str(&format!(
+                "({}, {}, {}, {}, {}, {})",
+                pg_literal(&s.db),
+                pg_literal(&s.table),
+                s.seq,
+                n(s.lo),
+                n(s.hi),
+                i64_of(s.est_rows)
+            ));
+        }
+        sql.push(';');
+    }
+    sql.push_str(
+        "UPDATE drc.migrate SET phase = 'snapshot', updated_at = now() WHERE id = 1; COMMIT",
+    );
+    c.batch_execute(&sql)
+        .await
+        .map_err(|e| error::pg("record the chunk plan", &e))
+}
+
+fn pg_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// [`maria_chunk_done`] for a PostgreSQL target.
+pub async fn pg_chunk_done(c: &tokio_postgres::Client, s: &ChunkState) -> Result<()> {
+    let snap = s.snapshot.clone().unwrap_or_else(|| BinlogPos::new("", 0));
+    c.execute(
+        "UPDATE drc.migrate_chunks SET done = true, rows_loaded = $1, snap_file = $2, snap_pos = $3
+         WHERE db = $4 AND tbl = $5 AND seq = $6",
+        &[
+            &i64_of(s.rows),
+            &snap.file,
+            &i64_of(snap.pos),
+            &s.db,
+            &s.table,
+            &i32::try_from(s.seq).unwrap_or(i32::MAX),
+        ],
+    )
+    .await
+    .map_err(|e| error::pg("mark a chunk done in drc.migrate_chunks", &e))?;
+    Ok(())
+}
+
+pub async fn pg_phase(c: &tokio_postgres::Client, phase: Phase) -> Result<()> {
+    c.execute(
+        "UPDATE drc.migrate SET phase = $1, updated_at = now() WHERE id = 1",
+        &[&phase.as_str()],
+    )
+    .await
+    .map_err(|e| error::pg("record the phase in drc.migrate", &e))?;
+    Ok(())
+}
+
+/// [`maria_read`] for a PostgreSQL target.
+pub async fn pg_read(c: &tokio_postgres::Client) -> Result<Option<State>> {
+    let exists = c
+        .query_opt("SELECT 1 FROM information_schema.tables WHERE table_schema = 'drc' AND table_name = 'migrate'", &[])
+        .await
+        .map_err(|e| error::pg("look for drc.migrate", &e))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let Some(row) = c
+        .query_opt(
+            "SELECT source, start_file, start_pos, phase FROM drc.migrate WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(|e| error::pg("read drc.migrate", &e))?
+    else {
+        return Ok(None);
+    };
+    let phase: String = row.get(3);
+    let rows = c
+        .query(
+            "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos
+             FROM drc.migrate_chunks ORDER BY db, tbl, seq",
+            &[],
+        )
+        .await
+        .map_err(|e| error::pg("read drc.migrate_chunks", &e))?;
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    let chunks = rows
+        .iter()
+        .map(|r| {
+            let file: Option<String> = r.get(8);
+            let pos: Option<i64> = r.get(9);
+            ChunkState {
+                db: r.get(0),
+                table: r.get(1),
+                seq: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+                lo: r.get(3),
+                hi: r.get(4),
+                est_rows: u(r.get(5)),
+                done: r.get(6),
+                rows: u(r.get(7)),
+                snapshot: match (file, pos) {
+                    (Some(f), Some(p)) if !f.is_empty() => Some(BinlogPos::new(f, u(p))),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    Ok(Some(State {
+        source: row.get(0),
+        start: BinlogPos::new(row.get::<_, String>(1), u(row.get(2))),
+        phase: Phase::parse(&phase)
+            .ok_or_else(|| error::target("read drc.migrate", format!("unknown phase {phase:?}")))?,
+        chunks,
+    }))
+}

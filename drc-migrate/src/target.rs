@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Result;
 use crate::maria::{self, MariaTarget};
+use crate::pg::{self, PgTarget};
 use crate::plan::Chunk;
 use crate::source::{SourceObject, SourceTable};
 use crate::state::{self, ChunkState, Phase, State};
@@ -16,11 +17,13 @@ use drc_verify::Endpoint;
 
 pub enum Target {
     Maria(MariaTarget),
+    Pg(Box<PgTarget>),
 }
 
 /// What is added to the tables after the load.
 pub enum Deferred {
     Maria(Vec<maria::Deferred>),
+    Pg(Vec<pg::Deferred>),
 }
 
 impl Target {
@@ -29,9 +32,7 @@ impl Target {
             drc_verify::Dialect::Maria => {
                 Ok(Target::Maria(MariaTarget::connect(ep, parallel).await?))
             }
-            drc_verify::Dialect::Postgres => Err(crate::Error::Preflight(
-                "PostgreSQL targets are not supported by this build".into(),
-            )),
+            drc_verify::Dialect::Postgres => Ok(Target::Pg(Box::new(PgTarget::connect(ep).await?))),
         }
     }
 
@@ -39,13 +40,23 @@ impl Target {
     pub fn source_charset(&self) -> crate::source::Charset {
         match self {
             Target::Maria(_) => crate::source::Charset::Binary,
+            Target::Pg(_) => crate::source::Charset::Utf8,
         }
+    }
+
+    /// The columns copied: all but generated ones into MariaDB (it computes
+    /// them); all into PostgreSQL (they are ordinary columns there).
+    pub fn copied(&self, t: &SourceTable) -> Vec<usize> {
+        (0..t.schema.columns.len())
+            .filter(|&i| matches!(self, Target::Pg(_)) || !t.schema.columns[i].generated)
+            .collect()
     }
 
     /// Tables of `tables` the target already has.
     pub async fn existing(&self, tables: &[SourceTable]) -> Result<Vec<String>> {
         match self {
             Target::Maria(m) => m.existing(tables).await,
+            Target::Pg(p) => p.existing(tables).await,
         }
     }
 
@@ -53,35 +64,40 @@ impl Target {
     /// written); returns the problems found.
     pub async fn representable(
         &self,
-        _src: &mut Conn,
-        _tables: &[SourceTable],
+        src: &mut Conn,
+        tables: &[SourceTable],
     ) -> Result<Vec<String>> {
         match self {
             Target::Maria(_) => Ok(Vec::new()),
+            Target::Pg(p) => p.representable(src, tables).await,
         }
     }
 
     pub async fn state(&self) -> Result<Option<State>> {
         match self {
             Target::Maria(m) => m.state().await,
+            Target::Pg(p) => p.state().await,
         }
     }
 
     pub async fn init_state(&self, source: &str, start: &BinlogPos) -> Result<()> {
         match self {
             Target::Maria(m) => state::maria_init(&mut m.conn().await?, source, start).await,
+            Target::Pg(p) => p.init_state(source, start).await,
         }
     }
 
     pub async fn record_plan(&self, chunks: &[ChunkState]) -> Result<()> {
         match self {
             Target::Maria(m) => state::maria_plan(&mut m.conn().await?, chunks).await,
+            Target::Pg(p) => p.record_plan(chunks).await,
         }
     }
 
     pub async fn set_phase(&self, phase: Phase) -> Result<()> {
         match self {
             Target::Maria(m) => state::maria_phase(&mut m.conn().await?, phase).await,
+            Target::Pg(p) => p.set_phase(phase).await,
         }
     }
 
@@ -93,6 +109,7 @@ impl Target {
     ) -> Result<Deferred> {
         match self {
             Target::Maria(m) => Ok(Deferred::Maria(m.create_tables(src, tables, dbs).await?)),
+            Target::Pg(p) => Ok(Deferred::Pg(p.create_tables(src, tables, dbs).await?)),
         }
     }
 
@@ -108,19 +125,24 @@ impl Target {
                 }
                 Ok(Deferred::Maria(out))
             }
+            Target::Pg(p) => Ok(Deferred::Pg(p.deferred(src, tables).await?)),
         }
     }
 
-    pub async fn finish_tables(
-        &self,
-        d: &Deferred,
-        tables: &[SourceTable],
-        src: &mut Conn,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        let _ = (tables, src);
+    pub async fn finish_tables(&self, d: &Deferred, progress: &dyn Progress) -> Result<()> {
         match (self, d) {
             (Target::Maria(m), Deferred::Maria(d)) => m.finish_tables(d, progress).await,
+            (Target::Pg(p), Deferred::Pg(d)) => p.finish_tables(d, progress).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Work after the catch-up (PostgreSQL: identity sequences past the
+    /// largest value).
+    pub async fn finalize(&self, d: &Deferred) -> Result<()> {
+        match (self, d) {
+            (Target::Pg(p), Deferred::Pg(d)) => p.sync_sequences(d).await,
+            _ => Ok(()),
         }
     }
 
@@ -130,29 +152,35 @@ impl Target {
         &self,
         src: &mut Conn,
         objects: &[SourceObject],
+        d: &Deferred,
     ) -> Result<(Vec<String>, Vec<String>)> {
-        match self {
-            Target::Maria(m) => Ok((m.create_objects(src, objects).await?, Vec::new())),
+        match (self, d) {
+            (Target::Pg(p), Deferred::Pg(d)) => Ok((Vec::new(), p.not_created(objects, d))),
+            (Target::Pg(p), _) => Ok((Vec::new(), p.not_created(objects, &[]))),
+            (Target::Maria(m), _) => Ok((m.create_objects(src, objects).await?, Vec::new())),
         }
     }
 
     pub fn select_list(&self, t: &SourceTable) -> String {
         match self {
             Target::Maria(_) => maria::select_list(t),
+            Target::Pg(_) => PgTarget::select_list(t),
         }
     }
 
     pub fn encode_row(
         &self,
-        _t: &SourceTable,
+        t: &SourceTable,
         out: &mut BytesMut,
         row: Vec<mysql_async::Value>,
+        scratch: &mut String,
     ) -> Result<()> {
         match self {
             Target::Maria(_) => {
                 maria::encode_row(out, row);
                 Ok(())
             }
+            Target::Pg(_) => PgTarget::encode_row(t, out, row, scratch),
         }
     }
 
@@ -166,6 +194,7 @@ impl Target {
     ) -> Result<u64> {
         match self {
             Target::Maria(m) => m.load_chunk(t, chunk, snap, rx, rows_sent).await,
+            Target::Pg(p) => p.load_chunk(t, chunk, snap, rx, rows_sent).await,
         }
     }
 }

@@ -60,7 +60,7 @@ pub fn norm(d: Dialect, col: &Column) -> String {
     let c = ident(d, &col.name);
     match d {
         Dialect::Maria => match col.kind {
-            Kind::Int | Kind::Decimal | Kind::Text | Kind::Date => c,
+            Kind::Int | Kind::Decimal | Kind::Text | Kind::Date | Kind::Inet => c,
             Kind::Float => maria_sig(&c, 6),
             Kind::Double => maria_sig(&c, 15),
             Kind::Binary => format!("HEX({c})"),
@@ -86,6 +86,7 @@ pub fn norm(d: Dialect, col: &Column) -> String {
                  ELSE to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US') END"
             ),
             Kind::Time => format!("(extract(epoch FROM {c}) * 1000000)::bigint::text"),
+            Kind::Inet => format!("host({c})"),
         },
     }
 }

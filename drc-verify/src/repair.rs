@@ -154,7 +154,7 @@ fn key_literal(d: Dialect, col: &Column, norm: &str) -> Option<String> {
             Dialect::Maria => format!("b'{norm}'"),
             Dialect::Postgres => format!("B'{norm}'"),
         }),
-        Kind::Text | Kind::Decimal | Kind::Date | Kind::DateTime | Kind::Timestamp => {
+        Kind::Text | Kind::Inet | Kind::Decimal | Kind::Date | Kind::DateTime | Kind::Timestamp => {
             Some(value(d, col, Some(norm)))
         }
         Kind::Time | Kind::Float | Kind::Double => None,

@@ -51,6 +51,8 @@ pub enum Kind {
     Year,
     /// BIT(n), compared as n binary digits.
     Bit(u32),
+    /// INET4 / INET6 (PostgreSQL `inet`, whose text would add the mask).
+    Inet,
 }
 
 impl Kind {
@@ -70,6 +72,7 @@ impl Kind {
             "timestamp" => Kind::Timestamp,
             "time" => Kind::Time,
             "year" => Kind::Year,
+            "inet6" | "inet4" => Kind::Inet,
             "bit" => {
                 let width = column_type
                     .trim_start_matches("bit(")
