@@ -31,6 +31,8 @@
 #                   (pgloader's dropped before; the rows land in schema
 #                   sbtest): snapshot, catch-up and built-in verify, exit 0
 #                   only when the target is identical
+#    Before each timed step the servers write back what the step before
+#    left dirty (see quiesce), so no tool pays for another's writes.
 # 4. Checks after every run that the target holds as many rows in each table
 #    as the source (and the source BENCH_MIGRATE_ROWS in each): a run that
 #    lost rows fails the benchmark instead of counting as fast.
@@ -123,6 +125,33 @@ $(diff <(echo "$SRC_COUNTS") <(echo "$2") || true)"
     bench_log "$1: row counts equal the source's ($TABLES tables x $ROWS rows)"
 }
 
+# quiesce: before each timed step, lets every server write back the pages
+# the step before dirtied (InnoDB flushes hard while
+# innodb_max_dirty_pages_pct is 0 and the I/O capacity is high, both set
+# back to their defaults after; PostgreSQL gets a CHECKPOINT), at most 120 s
+# per server, so that no tool pays for the one before it.
+quiesce() {
+    local port dirty deadline
+    for port in "$SRC_PORT" "$DST_PORT"; do
+        deadline=$((SECONDS + 120))
+        sql_at "$port" 'SET GLOBAL innodb_io_capacity_max = 100000, innodb_io_capacity = 50000,
+            innodb_max_dirty_pages_pct = 0'
+        while :; do
+            dirty="$(sql_at "$port" "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+                WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'")"
+            [ "${dirty:-0}" -lt 200 ] && break
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                bench_log "quiesce: :$port still has $dirty dirty pages after 120 s"
+                break
+            fi
+            sleep 1
+        done
+        sql_at "$port" 'SET GLOBAL innodb_max_dirty_pages_pct = 90, innodb_io_capacity = 200,
+            innodb_io_capacity_max = 2000'
+    done
+    bench_psql postgres 'CHECKPOINT' >/dev/null
+}
+
 # --- servers and data -----------------------------------------------------------
 
 mkdir -p "$TMP/src" "$TMP/dst"
@@ -163,6 +192,7 @@ run_myloader() {
         --threads "$PARALLEL"
 }
 bench_log "mydumper: --threads $PARALLEL --rows $DUMP_ROWS --trx-consistency-only ($MYDUMPER_VERSION)"
+quiesce
 BENCH_REPEAT_UNDER=0 bench_timed mydumper run_mydumper
 DUMP_S="$BENCH_SECS"
 DUMP_CPU="$BENCH_CPU"
@@ -191,6 +221,7 @@ run_pgloader() {
         >"$BENCH_LOGS/pgloader.out"
 }
 bench_log "pgloader: --dynamic-space-size 8192 --with 'prefetch rows = 10000' ($PGLOADER_VERSION)"
+quiesce
 BENCH_REPEAT_UNDER=0 bench_timed pgloader run_pgloader
 PGLOADER_S="$BENCH_SECS"
 PGLOADER_CPU="$BENCH_CPU"
@@ -209,6 +240,7 @@ run_drc() {
 }
 if [ "$DRC_OK" = 1 ]; then
     bench_log "drc migrate into MariaDB: --parallel $PARALLEL"
+    quiesce
     BENCH_REPEAT_UNDER=0 bench_timed drc-mysql run_drc mysql "mysql://root@127.0.0.1:$DST_PORT"
     DRC_S="$BENCH_SECS"
     DRC_CPU="$BENCH_CPU"
@@ -216,6 +248,7 @@ if [ "$DRC_OK" = 1 ]; then
 
     bench_psql postgres 'CREATE DATABASE drc'
     bench_log "drc migrate into PostgreSQL: --parallel $PARALLEL"
+    quiesce
     BENCH_REPEAT_UNDER=0 bench_timed drc-pg run_drc pg "postgres://postgres@127.0.0.1:$PG_PORT/drc"
     DRC_PG_S="$BENCH_SECS"
     DRC_PG_CPU="$BENCH_CPU"

@@ -176,6 +176,8 @@ struct Bars {
     multi: indicatif::MultiProgress,
     total: Mutex<Option<indicatif::ProgressBar>>,
     bars: Mutex<HashMap<String, indicatif::ProgressBar>>,
+    /// Bytes read so far and when the first arrived, for MB/s.
+    bytes: Mutex<(u64, Option<Instant>)>,
 }
 
 impl Bars {
@@ -186,6 +188,7 @@ impl Bars {
             ),
             total: Mutex::new(None),
             bars: Mutex::new(HashMap::new()),
+            bytes: Mutex::new((0, None)),
         }
     }
 
@@ -210,7 +213,7 @@ impl Progress for Bars {
         let t = total.get_or_insert_with(|| {
             let b = self.multi.add(indicatif::ProgressBar::new(0));
             b.set_style(Self::style(
-                "{prefix:>30} [{bar:30}] {pos}/~{len} rows {binary_bytes_per_sec} ETA {eta}",
+                "{prefix:>30} [{bar:30}] {pos}/~{len} rows {per_sec} {msg} ETA {eta}",
             ));
             b.set_prefix("all tables");
             b
@@ -227,7 +230,12 @@ impl Progress for Bars {
     }
 
     fn rows(&self, table: &str, rows: u64, bytes: u64) {
-        let _ = bytes;
+        let mbs = {
+            let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+            let started = *b.1.get_or_insert_with(Instant::now);
+            b.0 += bytes;
+            b.0 as f64 / 1e6 / started.elapsed().as_secs_f64().max(0.001)
+        };
         if let Ok(bars) = self.bars.lock() {
             if let Some(bar) = bars.get(table) {
                 bar.inc(rows);
@@ -238,6 +246,7 @@ impl Progress for Bars {
         }
         if let Some(t) = self.total.lock().ok().as_ref().and_then(|t| t.as_ref()) {
             t.inc(rows);
+            t.set_message(format!("{mbs:.1} MB/s"));
         }
     }
 
