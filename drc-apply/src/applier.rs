@@ -455,6 +455,7 @@ async fn session<S: Sink>(
         include: cfg.include.clone(),
         exclude: cfg.exclude.clone(),
         exclude_origins: cfg.exclude_origins.clone(),
+        stub_origins: Vec::new(),
         subscriber: cfg.subscriber.clone(),
         // Compression pays on a network, not between processes of one
         // machine, where it only costs both sides CPU.

@@ -113,6 +113,7 @@ impl RelayClient {
             include: options.include,
             exclude: options.exclude,
             exclude_origins: options.exclude_origins,
+            stub_origins: options.stub_origins,
             subscriber: options.subscriber,
             compression: options.compression as i32,
             max_batch_bytes: options.max_batch_bytes,
@@ -342,6 +343,8 @@ pub struct SubscribeOptions {
     pub exclude: Vec<String>,
     /// Origins whose transactions are left out.
     pub exclude_origins: Vec<String>,
+    /// Origins whose transactions come as stubs (position and origin only).
+    pub stub_origins: Vec<String>,
     /// Name for status and retention; empty for anonymous.
     pub subscriber: String,
     pub compression: pb::Compression,

@@ -266,6 +266,12 @@ pub struct UpstreamConfig {
     /// faster than ~1 Gbit/s at 100 ms round trip.
     #[serde(default = "default_upstream_window_bytes")]
     pub window_bytes: u32,
+    /// Origins whose transactions the upstream sends as stubs (position and
+    /// origin, no changes): this region's own, so a change made here never
+    /// travels back across the link. `drc run` and `drc relay` add the
+    /// streams of the file's `[[capture]]` entries and its `region`.
+    #[serde(default)]
+    pub stub_origins: Vec<String>,
 }
 
 impl UpstreamConfig {

@@ -11,6 +11,9 @@
 //!   passes: some include pattern's database part matches it (or there are no
 //!   includes) and no exclude pattern covers the whole database (`db.*`).
 //! - A transaction whose `origin` is listed is never delivered.
+//! - A transaction whose `origin` is listed among the stub origins is
+//!   delivered as a stub ([`stub`]): what a replica needs to keep the offset
+//!   (position, commit time, server id, origin), none of the changes.
 //!
 //! Offsets of transactions left out still count as delivered-past: the batch
 //! that skips them covers their offsets (see `Batch.count` in relay.proto).
@@ -37,6 +40,7 @@ pub struct Filter {
     include: Option<(GlobSet, Vec<Pattern>)>,
     exclude: Option<(GlobSet, Vec<Pattern>)>,
     exclude_origins: Vec<String>,
+    stub_origins: Vec<String>,
 }
 
 fn compile(patterns: &[String]) -> Result<Option<(GlobSet, Vec<Pattern>)>> {
@@ -91,12 +95,22 @@ impl Filter {
                 .filter(|o| !o.is_empty())
                 .cloned()
                 .collect(),
+            stub_origins: Vec::new(),
         })
+    }
+
+    /// Delivers the transactions of these origins as stubs.
+    pub fn with_stub_origins(mut self, origins: &[String]) -> Self {
+        self.stub_origins = origins.iter().filter(|o| !o.is_empty()).cloned().collect();
+        self
     }
 
     /// True when every record passes untouched.
     pub fn is_empty(&self) -> bool {
-        self.include.is_none() && self.exclude.is_none() && self.exclude_origins.is_empty()
+        self.include.is_none()
+            && self.exclude.is_none()
+            && self.exclude_origins.is_empty()
+            && self.stub_origins.is_empty()
     }
 
     fn has_tables(&self) -> bool {
@@ -133,6 +147,9 @@ impl Filter {
         if self.exclude_origins.contains(&route.origin) {
             return Ok(Verdict::Skip);
         }
+        if self.stub_origins.contains(&route.origin) {
+            return stub(record).map(Verdict::Deliver);
+        }
         if !self.has_tables() {
             return Ok(Verdict::Deliver(record.clone()));
         }
@@ -166,6 +183,37 @@ impl Filter {
     }
 }
 
+/// The stub of a stored transaction: its position, commit time, server id
+/// and origin, without changes or DDL (deterministic: the same record always
+/// gives the same bytes).
+pub fn stub(record: &Bytes) -> Result<Bytes> {
+    let tx = pb::Transaction::decode(record.clone())
+        .map_err(|e| RelayError::Corrupt(format!("undecodable transaction: {e}")))?;
+    Ok(Bytes::from(
+        pb::Transaction {
+            position: tx.position,
+            commit_ts_us: tx.commit_ts_us,
+            server_id: tx.server_id,
+            origin: tx.origin,
+            changes: Vec::new(),
+            ddl: None,
+        }
+        .encode_to_vec(),
+    ))
+}
+
+/// Whether `a` and `b` are one transaction, the same bytes or one of them
+/// the other's stub (a replica whose stub origins changed between runs).
+pub fn same_transaction(a: &Bytes, b: &Bytes) -> bool {
+    if a == b {
+        return true;
+    }
+    match (stub(a), stub(b)) {
+        (Ok(sa), Ok(sb)) => sa == sb && (sa == *a || sb == *b),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +240,29 @@ mod tests {
             }
             .encode_to_vec(),
         )
+    }
+
+    #[test]
+    fn stub_origins_keep_the_offset_but_not_the_changes() {
+        let full = tx(vec![change("shop", "t")], None, "a.shop");
+        let f = Filter::new(&[], &[], &[])
+            .expect("filter")
+            .with_stub_origins(&["a.shop".into()]);
+        assert!(!f.is_empty());
+        let Verdict::Deliver(s) = f.apply(&full).expect("apply") else {
+            panic!("a stub is delivered");
+        };
+        let decoded = pb::Transaction::decode(s.clone()).expect("decode");
+        assert!(decoded.changes.is_empty() && decoded.ddl.is_none());
+        assert_eq!(decoded.origin, "a.shop");
+        assert!(same_transaction(&full, &s) && same_transaction(&s, &full));
+        assert!(!same_transaction(
+            &full,
+            &tx(vec![change("shop", "u")], None, "a.shop")
+        ));
+        // Other origins pass whole.
+        let other = tx(vec![change("shop", "t")], None, "");
+        assert!(matches!(f.apply(&other).expect("apply"), Verdict::Deliver(b) if b == other));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! 1. Read the local log's last offset `L` (empty log: next offset `N`).
 //! 2. Subscribe from `L` (or `N`): the first record received must be
-//!    byte-identical to the local record `L`. If it is not, the replica and
+//!    byte-identical to the local record `L` (or one of the two the other's
+//!    stub, see below). If it is not, the replica and
 //!    its upstream have diverged (an upstream restored from an old backup, a
 //!    wiped and recreated stream): replication of that stream stops with a
 //!    definite error, because appending would silently mix two histories.
@@ -23,6 +24,10 @@
 //!    confirmed upstream before its append is durable.
 //! 4. On a transient error, wait (exponential backoff from 100 ms, capped at
 //!    3 s, reset by the first batch that arrives) and go back to 1.
+//!
+//! Transactions whose origin is this region (`stub_origins`) arrive as stubs:
+//! the offset, position and origin are kept, the changes never travel back
+//! to the region they came from.
 //!
 //! Periodically the task confirms its durable offset to the upstream under
 //! the configured subscriber name, so the upstream's retention keeps what
@@ -79,6 +84,7 @@ pub(crate) fn spawn(
                 stream,
                 upstream: u.url.clone(),
                 subscriber: u.subscriber.clone().unwrap_or_default(),
+                stub_origins: u.stub_origins.clone(),
             };
             let stop = stop.clone();
             let token = token.clone();
@@ -98,6 +104,8 @@ pub struct Link {
     pub upstream: String,
     /// Name registered at the upstream; empty for none.
     pub subscriber: String,
+    /// Origins the upstream sends as stubs (this region's own).
+    pub stub_origins: Vec<String>,
 }
 
 impl Link {
@@ -172,6 +180,7 @@ impl Link {
                 stream: name.to_string(),
                 from_offset: from,
                 subscriber: self.subscriber.clone(),
+                stub_origins: self.stub_origins.clone(),
                 compression: pb::Compression::Zstd,
                 max_batch_bytes: REPLICA_BATCH_BYTES,
                 ..Default::default()
@@ -221,7 +230,9 @@ impl Link {
             if let Some((o, mine)) = verify.take() {
                 let first = records.first().map(|r| r.0);
                 match records.first() {
-                    Some((ro, theirs)) if *ro == o && *theirs == mine => {
+                    Some((ro, theirs))
+                        if *ro == o && crate::filter::same_transaction(theirs, &mine) =>
+                    {
                         records.remove(0);
                     }
                     _ => {

@@ -200,7 +200,8 @@ impl pb::relay_server::Relay for RelayService {
     ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
         let stream = self.stream(&req.stream)?;
-        let filter = Filter::new(&req.include, &req.exclude, &req.exclude_origins)?;
+        let filter = Filter::new(&req.include, &req.exclude, &req.exclude_origins)?
+            .with_stub_origins(&req.stub_origins);
         let compression = pb::Compression::try_from(req.compression).map_err(|_| {
             Status::invalid_argument(format!("unknown compression {}", req.compression))
         })?;

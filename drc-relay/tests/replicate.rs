@@ -32,6 +32,7 @@ fn relay_b(data: &Path, pki: &Path, upstream: SocketAddr) -> RelayConfig {
         streams: vec![STREAM.into()],
         subscriber: Some("relay-b".into()),
         window_bytes: drc_relay::config::DEFAULT_UPSTREAM_WINDOW_BYTES,
+        stub_origins: Vec::new(),
     }];
     c
 }
@@ -250,6 +251,7 @@ async fn diverged_replica_stops_with_a_clear_error() {
         stream: registry.get(STREAM).expect("stream"),
         upstream: "relay-a".into(),
         subscriber: String::new(),
+        stub_origins: Vec::new(),
     };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let r = tokio::time::timeout(Duration::from_secs(20), link.run(stop_rx))

@@ -176,8 +176,7 @@ impl Config {
     /// region's applier writes it into `drc.applied`); applying it here again
     /// would loop.
     pub fn appliers(&self) -> Vec<crate::cmd::apply::ApplyConfig> {
-        let mut local: Vec<String> = self.capture.iter().map(|c| c.stream.clone()).collect();
-        local.extend(self.region.iter().cloned());
+        let local = self.local_origins();
         self.apply
             .iter()
             .cloned()
@@ -190,6 +189,33 @@ impl Config {
                 a
             })
             .collect()
+    }
+
+    /// The origins of this region: the streams its own captures write, and
+    /// the region's name.
+    fn local_origins(&self) -> Vec<String> {
+        let mut local: Vec<String> = self.capture.iter().map(|c| c.stream.clone()).collect();
+        local.extend(self.region.iter().cloned());
+        local
+    }
+
+    /// The `[relay]` section, each upstream also asked to send this region's
+    /// own transactions as stubs (see drc-relay's `replicate`): a change made
+    /// here and applied in another region comes back in that region's stream
+    /// marked with its origin, and must not cross the link again. The stub
+    /// keeps the offset, so the copy keeps the upstream's offsets.
+    pub fn relay_config(&self) -> Option<drc_relay::config::RelayConfig> {
+        let local = self.local_origins();
+        self.relay.clone().map(|mut r| {
+            for u in &mut r.upstreams {
+                for o in &local {
+                    if !u.stub_origins.contains(o) {
+                        u.stub_origins.push(o.clone());
+                    }
+                }
+            }
+            r
+        })
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {

@@ -167,12 +167,63 @@ fn two_regions_converge_and_nothing_loops() {
     // 8 deletes and nothing of its own (its rows would be duplicate keys).
     run_a.stop();
     run_b.stop();
+    // Nor did a's changes cross the link back to a: b's stream holds them
+    // whole (b's capture marked them with a's origin), a's copy of it holds
+    // them as stubs at the same offsets.
+    let in_b = origins(&w.join("relay-b").join("streams").join("b.shop"));
+    let in_a = origins(&w.join("relay-a").join("streams").join("b.shop"));
+    assert_eq!(in_b.len(), in_a.len(), "a's copy keeps b's offsets");
+    let mut stubs = 0;
+    for ((ob, origin, whole_b), (oa, origin_a, whole_a)) in in_b.iter().zip(&in_a) {
+        assert_eq!((ob, origin), (oa, origin_a), "offset {ob}");
+        assert!(
+            whole_b,
+            "offset {ob}: b's own log holds the whole transaction"
+        );
+        if origin == "a.shop" {
+            assert!(
+                !whole_a,
+                "offset {oa}: a's own change came back across the link"
+            );
+            stubs += 1;
+        } else {
+            assert!(whole_a, "offset {oa}: b's change arrived without its rows");
+        }
+    }
+    assert!(
+        stubs > 0,
+        "b's stream holds a's changes (as b applied them)"
+    );
     let errors: Vec<String> = logs()
         .lines()
         .filter(|l| l.contains(" ERROR "))
         .map(str::to_owned)
         .collect();
     assert!(errors.is_empty(), "errors logged: {errors:#?}");
+}
+
+/// (offset, origin, whole) of every record of the stream log in `dir`; a
+/// record is whole when it carries its changes or DDL (not a stub).
+fn origins(dir: &std::path::Path) -> Vec<(u64, String, bool)> {
+    use prost::Message as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let log = drc_log::Log::open(dir, drc_log::LogConfig::default())
+            .await
+            .expect("open the stream log");
+        let mut reader = log.reader(log.first_offset()).expect("reader");
+        let mut out = Vec::new();
+        while let Some((o, rec)) = reader.try_next().expect("read") {
+            let t = drc_proto::v1::Transaction::decode(rec).expect("decode");
+            let whole = !t.changes.is_empty() || t.ddl.is_some_and(|d| !d.statement.is_empty());
+            out.push((o.0, t.origin, whole));
+        }
+        log.close().await.expect("close");
+        out
+    })
 }
 
 /// The rows both regions must end with.

@@ -104,9 +104,9 @@ async fn run_async(
     let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
     // Registered for as long as the relay serves (dropped at return).
     let mut _relay_part = None;
-    if let (Some(relay), true) = (&cfg.relay, roles.relay()) {
+    if let (Some(relay), true) = (cfg.relay_config(), roles.relay()) {
         let part = drc_obs::health::Part::register("relay listener");
-        let server = drc_relay::server::RelayServer::bind(relay.clone())
+        let server = drc_relay::server::RelayServer::bind(relay)
             .await
             .context("start the relay")?;
         tracing::info!(listen = ?server.local_address(), "relay listening");
