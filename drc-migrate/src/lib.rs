@@ -231,7 +231,7 @@ pub async fn run(
         }
         let read_pool = source::pool(&opts.source, target.source_charset(), opts.parallel)?;
         let snap = tokio::select! {
-            r = snapshot::run(&read_pool, Arc::clone(&target), Arc::clone(&tables), todo, opts.parallel, Arc::clone(&progress)) => r,
+            r = snapshot::run(&read_pool, Arc::clone(&target), Arc::clone(&tables), todo, opts.parallel, opts.chunk_rows, Arc::clone(&progress)) => r,
             _ = &mut cancel => return Err(Error::Interrupted),
         };
         let _ = read_pool.disconnect().await;
@@ -361,6 +361,7 @@ fn chunks_of(states: &[ChunkState], tables: &[source::SourceTable]) -> Result<Ve
             done: s.done,
             rows: s.rows,
             snapshot: s.snapshot.clone(),
+            lo_key: s.lo_key.clone(),
         });
     }
     if let Some(t) = tables.iter().enumerate().find(|(i, _)| !seen.contains(i)) {

@@ -138,7 +138,7 @@ impl MariaTarget {
         chunk: &Chunk,
         snap: &BinlogPos,
         rx: mpsc::Receiver<Bytes>,
-        rows_sent: tokio::sync::oneshot::Receiver<u64>,
+        rows_sent: tokio::sync::oneshot::Receiver<crate::plan::ChunkEnd>,
     ) -> Result<u64> {
         let mut c = self
             .load
@@ -159,17 +159,22 @@ impl MariaTarget {
             .await
             .map_err(|e| error::target(what("load"), e))?;
         let loaded = c.affected_rows();
-        let sent = rows_sent
+        let end = rows_sent
             .await
             .map_err(|_| error::source(what("read"), "the read stopped"))?;
+        let sent = end.rows;
         if loaded != sent {
             return Err(error::target(
                 what("load"),
                 format!("{sent} rows sent but {loaded} loaded; check the target's error log and warnings"),
             ));
         }
-        let st = ChunkState::of(t, chunk, loaded, snap);
+        let mut st = ChunkState::of(t, chunk, loaded, snap);
+        st.hi_key = end.last_key.clone();
         crate::state::maria_chunk_done(&mut c, &st).await?;
+        if let (true, Some(next)) = (end.more, &end.last_key) {
+            crate::state::maria_chunk_next(&mut c, &st, next).await?;
+        }
         c.query_drop("COMMIT")
             .await
             .map_err(|e| error::target(what("commit"), e))?;

@@ -429,7 +429,7 @@ impl PgTarget {
         chunk: &Chunk,
         snap: &BinlogPos,
         mut rx: mpsc::Receiver<Bytes>,
-        rows_sent: oneshot::Receiver<u64>,
+        rows_sent: oneshot::Receiver<crate::plan::ChunkEnd>,
     ) -> Result<u64> {
         let client = self.client().await?;
         let name = t.full_name();
@@ -454,9 +454,10 @@ impl PgTarget {
                 .await
                 .map_err(|e| error::pg(what("copy"), &e))?;
         }
-        let sent = rows_sent
+        let end = rows_sent
             .await
             .map_err(|_| error::source(what("read"), "the read stopped"))?;
+        let sent = end.rows;
         let loaded = sink
             .finish()
             .await
@@ -467,8 +468,12 @@ impl PgTarget {
                 format!("{sent} rows sent but {loaded} loaded"),
             ));
         }
-        let st = ChunkState::of(t, chunk, loaded, snap);
+        let mut st = ChunkState::of(t, chunk, loaded, snap);
+        st.hi_key = end.last_key.clone();
         crate::state::pg_chunk_done(&client, &st).await?;
+        if let (true, Some(next)) = (end.more, &end.last_key) {
+            crate::state::pg_chunk_next(&client, &st, next).await?;
+        }
         client
             .batch_execute("COMMIT")
             .await

@@ -38,9 +38,63 @@ pub struct Chunk {
     pub rows: u64,
     /// The binlog position of the snapshot it was read in.
     pub snapshot: Option<BinlogPos>,
+    /// A keyset chunk's lower bound (exclusive): the key literals of the row
+    /// the previous chunk ended at, as a JSON array; `None` from the start.
+    pub lo_key: Option<String>,
+}
+
+/// What the read of a chunk ended with, handed to its load.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkEnd {
+    pub rows: u64,
+    /// Keyset chunks: the key literals of the last row read (JSON array),
+    /// the next chunk's lower bound.
+    pub last_key: Option<String>,
+    /// Keyset chunks: the read stopped at its limit, so rows may follow.
+    pub more: bool,
 }
 
 impl Chunk {
+    /// The `WHERE ... [ORDER BY ... LIMIT n]` of the chunk: a range of the
+    /// integer chunk column, or for a keyset table the next `limit` rows
+    /// after `lo_key` in key order; empty: the whole table.
+    pub fn clause(&self, t: &SourceTable, limit: u64) -> Result<String> {
+        if !t.keyset() {
+            return Ok(self.condition(t.chunk_column().map(|c| c.name.as_str())));
+        }
+        let keys: Vec<String> = t
+            .schema
+            .primary_key
+            .iter()
+            .map(|&i| quote_ident(&t.schema.columns[i].name))
+            .collect();
+        let mut out = String::new();
+        if let Some(lo) = &self.lo_key {
+            let lits: Vec<String> = serde_json::from_str(lo)
+                .map_err(|e| error::target("read a chunk's key bound", format!("{lo:?}: {e}")))?;
+            if lits.len() != keys.len() {
+                return Err(error::target(
+                    "read a chunk's key bound",
+                    format!("{lo:?} does not match the key of {}", t.full_name()),
+                ));
+            }
+            // (k1 > l1) OR (k1 = l1 AND k2 > l2) OR ...: ranges the key index
+            // serves directly.
+            let mut ors = Vec::new();
+            for i in 0..keys.len() {
+                let mut ands: Vec<String> = (0..i)
+                    .map(|j| format!("{} = {}", keys[j], lits[j]))
+                    .collect();
+                ands.push(format!("{} > {}", keys[i], lits[i]));
+                ors.push(format!("({})", ands.join(" AND ")));
+            }
+            out.push_str(" WHERE ");
+            out.push_str(&ors.join(" OR "));
+        }
+        out.push_str(&format!(" ORDER BY {} LIMIT {limit}", keys.join(", ")));
+        Ok(out)
+    }
+
     /// The `WHERE` condition of the chunk on `column` (empty: the whole table).
     pub fn condition(&self, column: Option<&str>) -> String {
         let Some(col) = column else {
@@ -73,6 +127,7 @@ pub async fn chunks(
             done: false,
             rows: 0,
             snapshot: None,
+            lo_key: None,
         }]
     };
     let Some(col) = t.chunk_column() else {
@@ -113,6 +168,7 @@ pub async fn chunks(
             done: false,
             rows: 0,
             snapshot: None,
+            lo_key: None,
         });
     }
     Ok(out)
@@ -187,6 +243,7 @@ mod tests {
             done: false,
             rows: 0,
             snapshot: None,
+            lo_key: None,
         };
         assert_eq!(c.condition(Some("id")), " WHERE `id` < 10");
         c.lo = Some(10);

@@ -54,8 +54,10 @@ impl Report {
                 "no key: whole-table path (one consistent read, exact catch-up)".to_owned()
             } else if t.chunk_column().is_some() {
                 "key chunks".to_owned()
+            } else if t.keyset() {
+                "keyset chunks, one after another (key does not start with an integer)".to_owned()
             } else {
-                "keyed, one chunk (key is not an integer)".to_owned()
+                "keyed, one chunk (key of a type without a usable order)".to_owned()
             };
             self.plan.push(format!(
                 "  {:<40} ~{:>10} rows {:>10}  {how}",

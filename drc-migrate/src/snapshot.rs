@@ -39,6 +39,7 @@ pub async fn run(
     tables: Arc<Vec<SourceTable>>,
     chunks: Vec<Chunk>,
     parallel: usize,
+    chunk_rows: u64,
     progress: Arc<dyn Progress>,
 ) -> Result<SnapshotStats> {
     let mut chunks = chunks;
@@ -61,8 +62,14 @@ pub async fn run(
                     return Ok::<(), crate::Error>(());
                 };
                 let t = &tables[chunk.table];
-                let (rows, bytes) =
-                    one_chunk(&source, &target, t, &chunk, progress.as_ref()).await?;
+                let (rows, bytes, next) =
+                    one_chunk(&source, &target, t, &chunk, chunk_rows, progress.as_ref()).await?;
+                if let Some(next) = next {
+                    // A keyset table goes on where this chunk ended.
+                    if let Ok(mut q) = queue.lock() {
+                        q.push_front(next);
+                    }
+                }
                 if let Ok(mut s) = stats.lock() {
                     s.chunks += 1;
                     s.rows += rows;
@@ -93,14 +100,16 @@ pub async fn run(
     Ok(s)
 }
 
-/// Reads and loads one chunk; returns (rows, bytes sent).
+/// Reads and loads one chunk; returns (rows, bytes sent, the keyset chunk
+/// that follows it).
 async fn one_chunk(
     source: &Pool,
     target: &Arc<Target>,
     t: &SourceTable,
     chunk: &Chunk,
+    chunk_rows: u64,
     progress: &dyn Progress,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, Option<Chunk>)> {
     let name = t.full_name();
     let mut src = source
         .get_conn()
@@ -108,7 +117,7 @@ async fn one_chunk(
         .map_err(|e| error::source("connect", e))?;
     let snap = plan::begin_snapshot(&mut src).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFERS);
-    let (count_tx, count_rx) = oneshot::channel::<u64>();
+    let (count_tx, count_rx) = oneshot::channel::<plan::ChunkEnd>();
     let load = {
         let target = Arc::clone(target);
         let t = t.clone();
@@ -116,12 +125,19 @@ async fn one_chunk(
         let snap = snap.clone();
         tokio::spawn(async move { target.load_chunk(&t, &chunk, &snap, rx, count_rx).await })
     };
+    let keyset = t.keyset();
+    let key_exprs = if keyset {
+        format!(", {}", t.key_exprs().join(", "))
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "SELECT {} FROM {}{}",
+        "SELECT {}{key_exprs} FROM {}{}",
         target.select_list(t),
         table_ref(t.db(), t.name()),
-        chunk.condition(t.chunk_column().map(|c| c.name.as_str()))
+        chunk.clause(t, chunk_rows)?
     );
+    let copied = t.copied.len();
     let read = async {
         let mut result = src
             .query_iter(sql)
@@ -133,12 +149,17 @@ async fn one_chunk(
         let mut bytes = 0u64;
         let mut since = 0u64;
         let mut since_rows = 0u64;
+        let mut last_key: Vec<mysql_async::Value> = Vec::new();
         while let Some(row) = result
             .next()
             .await
             .map_err(|e| error::source(format!("read chunk {} of {name}", chunk.seq), e))?
         {
-            target.encode_row(t, &mut buf, row.unwrap(), &mut scratch)?;
+            let mut values = row.unwrap();
+            if keyset {
+                last_key = values.split_off(copied.min(values.len()));
+            }
+            target.encode_row(t, &mut buf, values, &mut scratch)?;
             rows += 1;
             since_rows += 1;
             if buf.len() >= BUFFER_BYTES {
@@ -147,7 +168,7 @@ async fn one_chunk(
                 let out = buf.split().freeze();
                 if tx.send(out).await.is_err() {
                     // The load ended early; its error is the one to report.
-                    return Ok((rows, bytes, false));
+                    return Ok((rows, bytes, false, last_key));
                 }
                 if since >= 4 * BUFFER_BYTES as u64 {
                     progress.rows(&name, since_rows, since);
@@ -160,24 +181,58 @@ async fn one_chunk(
             bytes += buf.len() as u64;
             since += buf.len() as u64;
             if tx.send(buf.split().freeze()).await.is_err() {
-                return Ok((rows, bytes, false));
+                return Ok((rows, bytes, false, last_key));
             }
         }
         progress.rows(&name, since_rows, since);
-        Ok::<_, crate::Error>((rows, bytes, true))
+        Ok::<_, crate::Error>((rows, bytes, true, last_key))
     };
     let read = read.await;
     drop(tx);
     let _ = src.query_drop("COMMIT").await;
     match read {
-        Ok((rows, bytes, complete)) => {
+        Ok((rows, bytes, complete, last_key)) => {
+            let mut end = plan::ChunkEnd {
+                rows,
+                ..Default::default()
+            };
+            if keyset && rows > 0 {
+                let lits: Option<Vec<String>> = last_key
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| match v {
+                        mysql_async::Value::Bytes(b) => t.key_literal(k, b),
+                        mysql_async::Value::NULL => None,
+                        other => t.key_literal(k, other.as_sql(true).trim_matches('\'').as_bytes()),
+                    })
+                    .collect();
+                let lits = lits.ok_or_else(|| {
+                    error::source(
+                        format!("read chunk {} of {name}", chunk.seq),
+                        "a key value of the last row cannot be written as a bound",
+                    )
+                })?;
+                end.last_key = Some(
+                    serde_json::to_string(&lits)
+                        .map_err(|e| error::source("encode a key bound", e))?,
+                );
+                end.more = rows >= chunk_rows;
+            }
+            let next = end.more.then(|| Chunk {
+                seq: chunk.seq + 1,
+                lo_key: end.last_key.clone(),
+                done: false,
+                rows: 0,
+                snapshot: None,
+                ..chunk.clone()
+            });
             if complete {
-                let _ = count_tx.send(rows);
+                let _ = count_tx.send(end);
             }
             let loaded = load
                 .await
                 .map_err(|e| error::target(format!("load chunk {} of {name}", chunk.seq), e))??;
-            Ok((loaded, bytes))
+            Ok((loaded, bytes, next))
         }
         Err(e) => {
             load.abort();

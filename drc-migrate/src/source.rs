@@ -82,6 +82,8 @@ pub struct SourceTable {
     pub est_bytes: u64,
     /// The AUTO_INCREMENT column, if any.
     pub auto_increment: Option<String>,
+    /// `COLLATION_NAME` of each column (`None` for non-string columns).
+    pub collations: Vec<Option<String>>,
 }
 
 impl SourceTable {
@@ -116,6 +118,88 @@ impl SourceTable {
             _ => false,
         };
         fits.then_some(c)
+    }
+
+    /// Whether a keyed table without an integer first key column is read in
+    /// keyset chunks (`key > last key read, ORDER BY key LIMIT n`): every key
+    /// column is of a type whose SQL comparison orders as the index does.
+    pub fn keyset(&self) -> bool {
+        self.has_key()
+            && self.chunk_column().is_none()
+            && self.schema.primary_key.iter().all(|&i| {
+                let c = &self.schema.columns[i];
+                !c.generated
+                    && matches!(
+                        c.data_type.as_str(),
+                        "tinyint"
+                            | "smallint"
+                            | "mediumint"
+                            | "int"
+                            | "integer"
+                            | "bigint"
+                            | "decimal"
+                            | "numeric"
+                            | "char"
+                            | "varchar"
+                            | "binary"
+                            | "varbinary"
+                            | "date"
+                            | "datetime"
+                            | "timestamp"
+                            | "time"
+                            | "year"
+                    )
+                    && (!matches!(c.data_type.as_str(), "char" | "varchar")
+                        || (c.charset.is_some()
+                            && self.collations.get(i).is_some_and(|x| x.is_some())))
+            })
+    }
+
+    /// The select expressions that give, per key column, what
+    /// [`key_literal`] turns into a literal (hex for strings).
+    pub fn key_exprs(&self) -> Vec<String> {
+        self.schema
+            .primary_key
+            .iter()
+            .map(|&i| {
+                let c = &self.schema.columns[i];
+                let q = quote_ident(&c.name);
+                match c.data_type.as_str() {
+                    "char" | "varchar" | "binary" | "varbinary" => format!("HEX({q})"),
+                    _ => q,
+                }
+            })
+            .collect()
+    }
+
+    /// The SQL literal of key column `k` (index into the key) from the value
+    /// [`Self::key_exprs`] selected: strings are compared under the column's
+    /// own collation, so the bound orders exactly as the key index.
+    pub fn key_literal(&self, k: usize, raw: &[u8]) -> Option<String> {
+        let i = *self.schema.primary_key.get(k)?;
+        let c = &self.schema.columns[i];
+        let text = std::str::from_utf8(raw).ok()?;
+        Some(match c.data_type.as_str() {
+            "char" | "varchar" => {
+                if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                let cs = c.charset.as_deref()?;
+                let coll = self.collations.get(i)?.as_deref()?;
+                let ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !ok(cs) || !ok(coll) {
+                    return None;
+                }
+                format!("CONVERT(X'{text}' USING {cs}) COLLATE {coll}")
+            }
+            "binary" | "varbinary" => {
+                if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                format!("X'{text}'")
+            }
+            _ => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''")),
+        })
     }
 
     pub fn copied_columns(&self) -> impl Iterator<Item = &ColumnDef> {
@@ -198,6 +282,7 @@ pub async fn preflight(conn: &mut Conn, tables: &[String]) -> Result<SourcePlan>
             est_rows: 0,
             est_bytes: 0,
             auto_increment: None,
+            collations: Vec::new(),
         });
     }
     if selected.is_empty() {
@@ -225,6 +310,25 @@ pub async fn preflight(conn: &mut Conn, tables: &[String]) -> Result<SourcePlan>
         {
             t.est_rows = est.unwrap_or(0);
             t.est_bytes = data.unwrap_or(0) + index.unwrap_or(0);
+        }
+    }
+    let colls: Vec<(String, String, String, Option<String>)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS",
+        )
+        .await
+        .map_err(|e| error::source("read column collations", e))?;
+    for t in selected.iter_mut() {
+        t.collations = vec![None; t.schema.columns.len()];
+    }
+    for (db, name, col, coll) in colls {
+        if let Some(t) = selected
+            .iter_mut()
+            .find(|t| t.db() == db && t.name() == name)
+        {
+            if let Some(i) = t.schema.column_index(&col) {
+                t.collations[i] = coll;
+            }
         }
     }
     let autos: Vec<(String, String, String)> = conn

@@ -64,6 +64,10 @@ pub struct ChunkState {
     pub done: bool,
     pub rows: u64,
     pub snapshot: Option<BinlogPos>,
+    /// Keyset chunks: the exclusive lower bound and the inclusive upper
+    /// bound (key literals, JSON arrays).
+    pub lo_key: Option<String>,
+    pub hi_key: Option<String>,
 }
 
 impl ChunkState {
@@ -78,6 +82,8 @@ impl ChunkState {
             done: true,
             rows,
             snapshot: Some(snap.clone()),
+            lo_key: c.lo_key.clone(),
+            hi_key: None,
         }
     }
 
@@ -92,6 +98,8 @@ impl ChunkState {
             done: false,
             rows: 0,
             snapshot: None,
+            lo_key: c.lo_key.clone(),
+            hi_key: None,
         }
     }
 }
@@ -127,6 +135,8 @@ const MARIA_DDL: [&str; 3] = [
         rows_loaded BIGINT UNSIGNED NOT NULL DEFAULT 0,
         snap_file VARCHAR(255) NULL,
         snap_pos BIGINT UNSIGNED NULL,
+        lo_key MEDIUMTEXT NULL,
+        hi_key MEDIUMTEXT NULL,
         PRIMARY KEY (db, tbl, seq)
      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
 ];
@@ -156,14 +166,15 @@ pub async fn maria_plan(c: &mut Conn, chunks: &[ChunkState]) -> Result<()> {
         .await
         .map_err(|e| error::target("begin", e))?;
     for ch in chunks.chunks(500) {
-        let mut sql =
-            String::from("INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows) VALUES ");
+        let mut sql = String::from(
+            "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key) VALUES ",
+        );
         let mut params: Vec<mysql_async::Value> = Vec::new();
         for (i, s) in ch.iter().enumerate() {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?, ?, ?, ?, ?, ?)");
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
             params.extend([
                 s.db.clone().into(),
                 s.table.clone().into(),
@@ -171,6 +182,7 @@ pub async fn maria_plan(c: &mut Conn, chunks: &[ChunkState]) -> Result<()> {
                 s.lo.into(),
                 s.hi.into(),
                 s.est_rows.into(),
+                s.lo_key.clone().into(),
             ]);
         }
         tx.exec_drop(sql, params)
@@ -189,12 +201,25 @@ pub async fn maria_plan(c: &mut Conn, chunks: &[ChunkState]) -> Result<()> {
 pub async fn maria_chunk_done(c: &mut Conn, s: &ChunkState) -> Result<()> {
     let snap = s.snapshot.clone().unwrap_or_else(|| BinlogPos::new("", 0));
     c.exec_drop(
-        "UPDATE drc.migrate_chunks SET done = 1, rows_loaded = ?, snap_file = ?, snap_pos = ? \
-         WHERE db = ? AND tbl = ? AND seq = ?",
-        (s.rows, &snap.file, snap.pos, &s.db, &s.table, s.seq),
+        "UPDATE drc.migrate_chunks SET done = 1, rows_loaded = ?, snap_file = ?, snap_pos = ?, \
+         hi_key = ? WHERE db = ? AND tbl = ? AND seq = ?",
+        (
+            s.rows, &snap.file, snap.pos, &s.hi_key, &s.db, &s.table, s.seq,
+        ),
     )
     .await
     .map_err(|e| error::target("mark a chunk done in drc.migrate_chunks", e))
+}
+
+/// Records the keyset chunk after `s` (in the caller's transaction).
+pub async fn maria_chunk_next(c: &mut Conn, s: &ChunkState, lo_key: &str) -> Result<()> {
+    c.exec_drop(
+        "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key) \
+         VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+        (&s.db, &s.table, s.seq + 1, s.est_rows, lo_key),
+    )
+    .await
+    .map_err(|e| error::target("record the next chunk in drc.migrate_chunks", e))
 }
 
 pub async fn maria_phase(c: &mut Conn, phase: Phase) -> Result<()> {
@@ -217,6 +242,8 @@ type ChunkRow = (
     u64,
     Option<String>,
     Option<u64>,
+    Option<String>,
+    Option<String>,
 );
 
 /// The recorded state; `None` when the target holds no migration.
@@ -239,8 +266,8 @@ pub async fn maria_read(c: &mut Conn) -> Result<Option<State>> {
     };
     let rows: Vec<ChunkRow> = c
         .query(
-            "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos \
-             FROM drc.migrate_chunks ORDER BY db, tbl, seq",
+            "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos, \
+             lo_key, hi_key FROM drc.migrate_chunks ORDER BY db, tbl, seq",
         )
         .await
         .map_err(|e| error::target("read drc.migrate_chunks", e))?;
@@ -259,6 +286,8 @@ pub async fn maria_read(c: &mut Conn) -> Result<Option<State>> {
                 (Some(f), Some(p)) if !f.is_empty() => Some(BinlogPos::new(f, p)),
                 _ => None,
             },
+            lo_key: r.10,
+            hi_key: r.11,
         })
         .collect();
     Ok(Some(State {
@@ -290,6 +319,8 @@ const PG_DDL: &str = "CREATE SCHEMA IF NOT EXISTS drc;
         rows_loaded bigint NOT NULL DEFAULT 0,
         snap_file text,
         snap_pos bigint,
+        lo_key text,
+        hi_key text,
         PRIMARY KEY (db, tbl, seq))";
 
 fn i64_of(v: u64) -> i64 {
@@ -318,20 +349,23 @@ pub async fn pg_init(c: &tokio_postgres::Client, source: &str, start: &BinlogPos
 pub async fn pg_plan(c: &tokio_postgres::Client, chunks: &[ChunkState]) -> Result<()> {
     let mut sql = String::from("BEGIN;");
     for ch in chunks.chunks(500) {
-        sql.push_str("INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows) VALUES ");
+        sql.push_str(
+            "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key) VALUES ",
+        );
         for (i, s) in ch.iter().enumerate() {
             if i > 0 {
                 sql.push(',');
             }
             let n = |v: Option<i64>| v.map_or("NULL".to_owned(), |v| v.to_string());
             sql.push_str(&format!(
-                "({}, {}, {}, {}, {}, {})",
+                "({}, {}, {}, {}, {}, {}, {})",
                 pg_literal(&s.db),
                 pg_literal(&s.table),
                 s.seq,
                 n(s.lo),
                 n(s.hi),
-                i64_of(s.est_rows)
+                i64_of(s.est_rows),
+                s.lo_key.as_deref().map_or("NULL".to_owned(), pg_literal)
             ));
         }
         sql.push(';');
@@ -352,7 +386,8 @@ fn pg_literal(s: &str) -> String {
 pub async fn pg_chunk_done(c: &tokio_postgres::Client, s: &ChunkState) -> Result<()> {
     let snap = s.snapshot.clone().unwrap_or_else(|| BinlogPos::new("", 0));
     c.execute(
-        "UPDATE drc.migrate_chunks SET done = true, rows_loaded = $1, snap_file = $2, snap_pos = $3
+        "UPDATE drc.migrate_chunks SET done = true, rows_loaded = $1, snap_file = $2, snap_pos = $3,
+           hi_key = $7
          WHERE db = $4 AND tbl = $5 AND seq = $6",
         &[
             &i64_of(s.rows),
@@ -361,10 +396,28 @@ pub async fn pg_chunk_done(c: &tokio_postgres::Client, s: &ChunkState) -> Result
             &s.db,
             &s.table,
             &i32::try_from(s.seq).unwrap_or(i32::MAX),
+            &s.hi_key,
         ],
     )
     .await
     .map_err(|e| error::pg("mark a chunk done in drc.migrate_chunks", &e))?;
+    Ok(())
+}
+
+/// [`maria_chunk_next`] for a PostgreSQL target.
+pub async fn pg_chunk_next(c: &tokio_postgres::Client, s: &ChunkState, lo_key: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO drc.migrate_chunks (db, tbl, seq, est_rows, lo_key) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &s.db,
+            &s.table,
+            &i32::try_from(s.seq + 1).unwrap_or(i32::MAX),
+            &i64_of(s.est_rows),
+            &lo_key,
+        ],
+    )
+    .await
+    .map_err(|e| error::pg("record the next chunk in drc.migrate_chunks", &e))?;
     Ok(())
 }
 
@@ -400,7 +453,8 @@ pub async fn pg_read(c: &tokio_postgres::Client) -> Result<Option<State>> {
     let phase: String = row.get(3);
     let rows = c
         .query(
-            "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos
+            "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos,
+               lo_key, hi_key
              FROM drc.migrate_chunks ORDER BY db, tbl, seq",
             &[],
         )
@@ -425,6 +479,8 @@ pub async fn pg_read(c: &tokio_postgres::Client) -> Result<Option<State>> {
                     (Some(f), Some(p)) if !f.is_empty() => Some(BinlogPos::new(f, u(p))),
                     _ => None,
                 },
+                lo_key: r.get(10),
+                hi_key: r.get(11),
             }
         })
         .collect();

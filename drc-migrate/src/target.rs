@@ -190,7 +190,7 @@ impl Target {
         chunk: &Chunk,
         snap: &BinlogPos,
         rx: mpsc::Receiver<Bytes>,
-        rows_sent: oneshot::Receiver<u64>,
+        rows_sent: oneshot::Receiver<crate::plan::ChunkEnd>,
     ) -> Result<u64> {
         match self {
             Target::Maria(m) => m.load_chunk(t, chunk, snap, rx, rows_sent).await,

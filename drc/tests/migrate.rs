@@ -39,7 +39,7 @@ INSERT INTO app.big (k, c, pad) SELECT seq % 1000, CONCAT('c-', seq, REPEAT('x',
   FROM seq_1_to_300000;
 CREATE TABLE app.comp (region VARCHAR(16) NOT NULL, n INT NOT NULL, v VARCHAR(40),
   PRIMARY KEY (region, n)) ENGINE=InnoDB;
-INSERT INTO app.comp SELECT ELT(1 + seq % 3, 'eu', 'us', 'ap'), seq, CONCAT('v', seq) FROM seq_1_to_3000;
+INSERT INTO app.comp SELECT ELT(1 + seq % 4, 'ap', 'EU', 'us', 'Zz'), seq, CONCAT('v', seq) FROM seq_1_to_12000;
 CREATE TABLE app.nokey (a INT, b VARCHAR(20)) ENGINE=InnoDB;
 INSERT INTO app.nokey SELECT seq % 100, IF(seq % 7 = 0, NULL, CONCAT('b', seq % 10)) FROM seq_1_to_3000;
 CREATE TABLE app.parent (id INT PRIMARY KEY, name VARCHAR(20)) ENGINE=InnoDB;
@@ -127,7 +127,7 @@ fn writer(
                         i % 100,
                         (i + 50) % 100
                     ),
-                    4 => format!("UPDATE app.comp SET v = 'w{i}' WHERE region = 'eu' AND n = {}", 3 * (1 + i % 999)),
+                    4 => format!("UPDATE app.comp SET v = 'w{i}' WHERE n = {}", 1 + (i * 7) % 12_000),
                     5 => format!(
                         "BEGIN; INSERT INTO app.parent VALUES ({p}, 'np'); INSERT INTO app.child VALUES ({p}, {p}, 'nc'); COMMIT",
                         p = 1000 + i
@@ -219,6 +219,15 @@ fn migrates_every_type_and_key_shape_while_the_source_is_written() {
     );
     assert_identical(&src, &dst);
 
+    // The composite key starting with a string was read in keyset chunks,
+    // bounded under its case-insensitive collation ('ap' < 'EU' < 'us' <
+    // 'Zz', unlike the bytes' order).
+    let comp_chunks: u32 = dst
+        .sql("SELECT COUNT(*) FROM drc.migrate_chunks WHERE tbl = 'comp' AND done = 1")
+        .expect("chunks")
+        .parse()
+        .expect("count");
+    assert!(comp_chunks >= 4, "app.comp in {comp_chunks} chunks");
     // Indexes and foreign keys came after the load; objects came along.
     let keys = dst
         .sql("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='app' AND TABLE_NAME='big' ORDER BY 1")
