@@ -110,7 +110,9 @@ pub struct Catchup {
     /// Snapshot position of each table without a key.
     pub exact: HashMap<(String, String), BinlogPos>,
     pub tables: HashSet<(String, String)>,
-    pub databases: HashSet<String>,
+    /// `--tables` as a capture filter: the decoder keeps only the rows and
+    /// DDL of matching tables (tables a DDL creates after the snapshot too).
+    pub filter: drc_capture::filter::Filter,
     /// Conflict policy after the window.
     pub policy: ConflictPolicy,
 }
@@ -161,6 +163,7 @@ pub async fn run(
     }
     let mut opts = CaptureOptions::new(c.source_url.clone(), StartAt::FilePos(from.clone()));
     opts.heartbeat = HEARTBEAT;
+    opts.decoder.filter = c.filter.clone();
     opts.replica_server_id = c.replica_server_id;
     opts.schema_history = Some(c.schema_history.clone());
     opts.max_reconnects = 20;
@@ -301,16 +304,10 @@ impl TxnSink for Applying<'_> {
             self.sink.set_conflict_handling(self.c.policy, true);
             self.in_window = false;
         }
+        // DDL that reaches here names a migrated table (or database): the
+        // capture's filter left the rest out.
         if let Some(ddl) = txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty()) {
-            let relevant = self.c.databases.contains(&ddl.database)
-                || self
-                    .c
-                    .databases
-                    .iter()
-                    .any(|db| ddl.statement.contains(db.as_str()));
-            if !relevant {
-                txn.ddl = None;
-            } else if in_window {
+            if in_window {
                 return Err(self.stop(Error::Catchup(format!(
                     "a DDL statement on a migrated database ran during the snapshot, at {}:{} ({}); \
                      the snapshot may already hold its effect, so it can neither be replayed nor \
@@ -325,7 +322,10 @@ impl TxnSink for Applying<'_> {
         let c = self.c;
         txn.changes.retain(|ch| {
             let key = (ch.schema.clone(), ch.table.clone());
-            if !c.tables.contains(&key) {
+            let ours = c.tables.contains(&key)
+                || (!crate::source::SKIPPED_DATABASES.contains(&ch.schema.as_str())
+                    && c.filter.matches(&ch.schema, &ch.table));
+            if !ours {
                 return false;
             }
             match c.exact.get(&key) {

@@ -407,7 +407,21 @@ fn catchup_settings(
             .iter()
             .map(|t| (t.db().to_owned(), t.name().to_owned()))
             .collect(),
-        databases: tables.iter().map(|t| t.db().to_owned()).collect(),
+        // Without --tables: the migrated databases, whole.
+        filter: drc_capture::filter::Filter::new(
+            &if opts.tables.is_empty() {
+                tables
+                    .iter()
+                    .map(|t| t.db().to_owned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            } else {
+                opts.tables.clone()
+            },
+            &[],
+        )
+        .map_err(|e| Error::Preflight(format!("--tables: {e}")))?,
         policy: opts.conflict_policy,
     })
 }

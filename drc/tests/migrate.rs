@@ -387,6 +387,17 @@ fn cutover_sets_the_source_read_only_and_reports_the_downtime() {
             == "10")
     })
     .expect("follow");
+    // A table made later in a migrated database comes along; another
+    // database's does not.
+    src.sql(
+        "CREATE TABLE app.later (id INT PRIMARY KEY, v INT); INSERT INTO app.later VALUES (1, 2);
+         CREATE DATABASE other; CREATE TABLE other.x (id INT PRIMARY KEY); INSERT INTO other.x VALUES (1);",
+    )
+    .expect("later DDL");
+    drc_tests::wait_until("the new table arrives", Duration::from_secs(30), || {
+        Ok(dst.sql("SELECT v FROM app.later").unwrap_or_default() == "2")
+    })
+    .expect("app.later");
     // Ctrl-C starts the cutover.
     let pid = child.id() as i32;
     // SAFETY-free: a plain signal to our own child.
@@ -410,6 +421,12 @@ fn cutover_sets_the_source_read_only_and_reports_the_downtime() {
         dump(&src, "app.t", "id, v"),
         dump(&dst, "app.t", "id, v"),
         "target differs after the cutover"
+    );
+    assert_eq!(
+        dst.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'other'")
+            .expect("schemata"),
+        "0",
+        "a database outside --tables was created on the target"
     );
     src.sql("SET GLOBAL read_only = 0").expect("roll back");
 }
