@@ -210,11 +210,24 @@ pub async fn run(
         target.deferred(&mut ctl, &tables).await?
     };
 
-    // 3. Snapshot.
+    // 3. Snapshot, each table's indexes built as soon as its rows are in
+    // (while other tables still load).
     let st = target
         .state()
         .await?
         .ok_or_else(|| error::target("read drc.migrate", "the state vanished"))?;
+    let finishing = st.phase < Phase::Finished;
+    let deferred = Arc::new(deferred);
+    let (loaded_tx, loaded_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let finisher = finishing.then(|| {
+        tokio::spawn(finish_tables(
+            Arc::clone(&target),
+            Arc::clone(&deferred),
+            Arc::clone(&tables),
+            loaded_rx,
+            Arc::clone(&progress),
+        ))
+    });
     let chunks = chunks_of(&st.chunks, &tables)?;
     let todo: Vec<Chunk> = chunks.iter().filter(|c| !c.done).cloned().collect();
     if !todo.is_empty() {
@@ -231,7 +244,18 @@ pub async fn run(
         }
         let read_pool = source::pool(&opts.source, target.source_charset(), opts.parallel)?;
         let snap = tokio::select! {
-            r = snapshot::run(&read_pool, Arc::clone(&target), Arc::clone(&tables), todo, opts.parallel, opts.chunk_rows, Arc::clone(&progress)) => r,
+            r = snapshot::run(
+                &read_pool,
+                Arc::clone(&target),
+                Arc::clone(&tables),
+                todo,
+                snapshot::Settings {
+                    parallel: opts.parallel,
+                    chunk_rows: opts.chunk_rows,
+                },
+                Arc::clone(&progress),
+                loaded_tx.clone(),
+            ) => r,
             _ = &mut cancel => return Err(Error::Interrupted),
         };
         let _ = read_pool.disconnect().await;
@@ -241,6 +265,11 @@ pub async fn run(
         report.snapshot_bytes = snap.bytes;
         report.phase("snapshot", t.elapsed());
     }
+    // Tables loaded by an earlier run (the finisher skips repeats).
+    for i in 0..tables.len() {
+        let _ = loaded_tx.send(i);
+    }
+    drop(loaded_tx);
     let st = target
         .state()
         .await?
@@ -248,11 +277,14 @@ pub async fn run(
     report.rows = st.chunks.iter().map(|c| c.rows).sum();
     report.tables = tables.len();
 
-    // 4. Indexes, foreign keys, other objects.
-    if st.phase < Phase::Finished {
+    // 4. The rest of the indexes, foreign keys, other objects.
+    if let Some(finisher) = finisher {
         progress.phase("indexes");
         let t = Instant::now();
-        target.finish_tables(&deferred, progress.as_ref()).await?;
+        finisher
+            .await
+            .map_err(|e| error::target("build indexes", e))??;
+        target.finish_all(&deferred).await?;
         let (created, skipped) = target
             .create_objects(&mut ctl, &plan.objects, &deferred)
             .await?;
@@ -261,7 +293,6 @@ pub async fn run(
         target.set_phase(Phase::Finished).await?;
         report.phase("indexes", t.elapsed());
     }
-
     // 5. Catch-up.
     progress.phase("catch-up");
     let t = Instant::now();
@@ -331,6 +362,43 @@ pub async fn run(
     report.verified = true;
     let _ = std::fs::write(opts.state_dir.join("report.txt"), report.human());
     Ok(report)
+}
+
+/// Builds each table's deferred indexes as its index arrives on `loaded`
+/// (each table once, tables at the same time), until the channel closes.
+async fn finish_tables(
+    target: Arc<Target>,
+    deferred: Arc<target::Deferred>,
+    tables: Arc<Vec<source::SourceTable>>,
+    mut loaded: tokio::sync::mpsc::UnboundedReceiver<usize>,
+    progress: Arc<dyn Progress>,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut jobs = Vec::new();
+    while let Some(i) = loaded.recv().await {
+        if !seen.insert(i) {
+            continue;
+        }
+        if let Some(t) = tables.get(i) {
+            progress.line(&format!("building the indexes of {}", t.full_name()));
+        }
+        let target = Arc::clone(&target);
+        let deferred = Arc::clone(&deferred);
+        jobs.push(tokio::spawn(async move {
+            target.finish_table(&deferred, i).await
+        }));
+    }
+    let mut first_err = None;
+    for j in jobs {
+        let r = j
+            .await
+            .map_err(|e| error::target("build indexes", e))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// The recorded chunks as plan chunks of `tables`; the recorded plan must

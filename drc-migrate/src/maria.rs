@@ -181,52 +181,71 @@ impl MariaTarget {
         Ok(loaded)
     }
 
-    /// Adds the deferred indexes and foreign keys.
-    pub async fn finish_tables(
-        &self,
-        deferred: &[Deferred],
-        progress: &dyn crate::Progress,
-    ) -> Result<()> {
-        // Indexes of different tables build in parallel (each ALTER sorts
-        // its own table); foreign keys come after every index exists.
-        let mut jobs = Vec::new();
-        for d in deferred.iter().filter(|d| !d.indexes.is_empty()) {
-            let pool = self.ddl.clone();
-            let sql = format!(
-                "ALTER TABLE {} {}",
-                d.table,
-                d.indexes
-                    .iter()
-                    .map(|i| format!("ADD {i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let table = d.table.clone();
-            progress.line(&format!("building indexes of {table}"));
-            jobs.push(tokio::spawn(async move {
-                let mut c = pool
-                    .get_conn()
-                    .await
-                    .map_err(|e| error::target("connect", e))?;
-                c.query_drop(&sql)
-                    .await
-                    .map_err(|e| error::target(format!("add the indexes of {table}"), e))
-            }));
+    /// Adds the deferred indexes of one table (those it does not have yet:
+    /// a rerun after a crash midway adds only the rest). Tables are finished
+    /// one by one as their loads end, while other tables still load.
+    pub async fn finish_table(&self, d: &Deferred) -> Result<()> {
+        if d.indexes.is_empty() {
+            return Ok(());
         }
-        for j in jobs {
-            j.await.map_err(|e| error::target("build indexes", e))??;
+        let mut c = self
+            .ddl
+            .get_conn()
+            .await
+            .map_err(|e| error::target("connect", e))?;
+        let (db, table) = &d.name;
+        let have: Vec<String> = c
+            .exec(
+                "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (db, table),
+            )
+            .await
+            .map_err(|e| error::target(format!("read the indexes of {}", d.table), e))?;
+        let todo: Vec<String> = d
+            .indexes
+            .iter()
+            .filter(|i| {
+                backquoted_name(i).is_none_or(|n| !have.iter().any(|h| h.eq_ignore_ascii_case(&n)))
+            })
+            .map(|i| format!("ADD {i}"))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
         }
+        let sql = format!("ALTER TABLE {} {}", d.table, todo.join(", "));
+        c.query_drop(&sql)
+            .await
+            .map_err(|e| error::target(format!("add the indexes of {}", d.table), e))
+    }
+
+    /// Adds the deferred foreign keys (after every table is loaded and
+    /// indexed), skipping those a previous run added.
+    pub async fn add_foreign_keys(&self, deferred: &[Deferred]) -> Result<()> {
         let mut c = self.conn().await?;
         for d in deferred.iter().filter(|d| !d.foreign_keys.is_empty()) {
-            let sql = format!(
-                "ALTER TABLE {} {}",
-                d.table,
-                d.foreign_keys
-                    .iter()
-                    .map(|i| format!("ADD {i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let (db, table) = &d.name;
+            let have: Vec<String> = c
+                .exec(
+                    "SELECT CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_TYPE = 'FOREIGN KEY'",
+                    (db, table),
+                )
+                .await
+                .map_err(|e| error::target(format!("read the foreign keys of {}", d.table), e))?;
+            let todo: Vec<String> = d
+                .foreign_keys
+                .iter()
+                .filter(|f| {
+                    backquoted_name(f)
+                        .is_none_or(|n| !have.iter().any(|h| h.eq_ignore_ascii_case(&n)))
+                })
+                .map(|f| format!("ADD {f}"))
+                .collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let sql = format!("ALTER TABLE {} {}", d.table, todo.join(", "));
             c.query_drop(&sql)
                 .await
                 .map_err(|e| error::target(format!("add the foreign keys of {}", d.table), e))?;
@@ -335,6 +354,8 @@ impl MariaTarget {
 pub struct Deferred {
     /// `` `db`.`t` ``.
     pub table: String,
+    /// (database, table).
+    pub name: (String, String),
     /// Index definitions as `SHOW CREATE TABLE` prints them (`KEY ...`).
     pub indexes: Vec<String>,
     /// `CONSTRAINT ... FOREIGN KEY ...`.
@@ -356,6 +377,7 @@ pub fn split_create(t: &SourceTable, show: &str) -> Result<(String, Deferred)> {
     let mut tail = String::new();
     let mut d = Deferred {
         table: table_ref(t.db(), t.name()),
+        name: (t.db().to_owned(), t.name().to_owned()),
         ..Default::default()
     };
     for line in lines {
@@ -384,6 +406,27 @@ pub fn split_create(t: &SourceTable, show: &str) -> Result<(String, Deferred)> {
     }
     let create = format!("CREATE TABLE {} (\n{}\n{tail}", d.table, body.join(",\n"));
     Ok((create, d))
+}
+
+/// The first backquoted name of a `SHOW CREATE TABLE` item (`` KEY `k_1` (...) ``
+/// → `k_1`).
+fn backquoted_name(item: &str) -> Option<String> {
+    let start = item.find('`')? + 1;
+    let mut out = String::new();
+    let mut chars = item[start..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            if chars.peek() == Some(&'`') {
+                chars.next();
+                out.push('`');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
 }
 
 /// `CREATE DEFINER=... VIEW` → `CREATE VIEW` (the definer may not exist on
@@ -510,6 +553,16 @@ mod tests {
             ],
         );
         assert_eq!(&out[..], b"a\\tb\\\\c\\nd\\0\t\\N\t\\\\N\n");
+    }
+
+    #[test]
+    fn names_of_items() {
+        assert_eq!(backquoted_name("KEY `k_1` (`k`)").as_deref(), Some("k_1"));
+        assert_eq!(
+            backquoted_name("UNIQUE KEY `a``b` (`x`)").as_deref(),
+            Some("a`b")
+        );
+        assert_eq!(backquoted_name("KEY k (x)"), None);
     }
 
     #[test]

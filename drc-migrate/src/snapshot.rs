@@ -32,29 +32,47 @@ pub struct SnapshotStats {
     pub bytes: u64,
 }
 
-/// Loads every chunk of `chunks` (the ones not done).
+/// How much runs at once and how big a keyset chunk is.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub parallel: usize,
+    /// Rows per keyset chunk.
+    pub chunk_rows: u64,
+}
+
+/// Loads every chunk of `chunks` (the ones not done); sends each table's
+/// index on `loaded` once all its rows are in.
 pub async fn run(
     source: &Pool,
     target: Arc<Target>,
     tables: Arc<Vec<SourceTable>>,
     chunks: Vec<Chunk>,
-    parallel: usize,
-    chunk_rows: u64,
+    settings: Settings,
     progress: Arc<dyn Progress>,
+    loaded: mpsc::UnboundedSender<usize>,
 ) -> Result<SnapshotStats> {
     let mut chunks = chunks;
+    // Chunks queued or being loaded, per table: a table is loaded when its
+    // count drops to 0 (a keyset chunk's follow-up keeps it up).
+    let mut pending: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for c in &chunks {
+        *pending.entry(c.table).or_default() += 1;
+    }
+    let pending = Arc::new(Mutex::new(pending));
     // Big tables first; a table's chunks in order.
     chunks.sort_by_key(|c| (std::cmp::Reverse(tables[c.table].est_rows), c.table, c.seq));
     let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
     let stats = Arc::new(Mutex::new(SnapshotStats::default()));
     let mut workers = Vec::new();
-    for _ in 0..parallel.max(1) {
+    for _ in 0..settings.parallel.max(1) {
         let queue = Arc::clone(&queue);
         let stats = Arc::clone(&stats);
         let source = source.clone();
         let target = Arc::clone(&target);
         let tables = Arc::clone(&tables);
         let progress = Arc::clone(&progress);
+        let pending = Arc::clone(&pending);
+        let loaded = loaded.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
@@ -62,12 +80,31 @@ pub async fn run(
                     return Ok::<(), crate::Error>(());
                 };
                 let t = &tables[chunk.table];
-                let (rows, bytes, next) =
-                    one_chunk(&source, &target, t, &chunk, chunk_rows, progress.as_ref()).await?;
+                let (rows, bytes, next) = one_chunk(
+                    &source,
+                    &target,
+                    t,
+                    &chunk,
+                    settings.chunk_rows,
+                    progress.as_ref(),
+                )
+                .await?;
+                let table = chunk.table;
+                let followed = next.is_some();
                 if let Some(next) = next {
                     // A keyset table goes on where this chunk ended.
                     if let Ok(mut q) = queue.lock() {
                         q.push_front(next);
+                    }
+                }
+                if !followed {
+                    let done = pending.lock().ok().is_some_and(|mut p| {
+                        let n = p.entry(table).or_insert(1);
+                        *n = n.saturating_sub(1);
+                        *n == 0
+                    });
+                    if done {
+                        let _ = loaded.send(table);
                     }
                 }
                 if let Ok(mut s) = stats.lock() {

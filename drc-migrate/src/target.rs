@@ -12,7 +12,6 @@ use crate::pg::{self, PgTarget};
 use crate::plan::Chunk;
 use crate::source::{SourceObject, SourceTable};
 use crate::state::{self, ChunkState, Phase, State};
-use crate::Progress;
 use drc_verify::Endpoint;
 
 pub enum Target {
@@ -129,10 +128,26 @@ impl Target {
         }
     }
 
-    pub async fn finish_tables(&self, d: &Deferred, progress: &dyn Progress) -> Result<()> {
+    /// Finishes table `i` of the plan once its rows are loaded: its
+    /// deferred indexes (PostgreSQL: also its primary key and identity).
+    pub async fn finish_table(&self, d: &Deferred, i: usize) -> Result<()> {
         match (self, d) {
-            (Target::Maria(m), Deferred::Maria(d)) => m.finish_tables(d, progress).await,
-            (Target::Pg(p), Deferred::Pg(d)) => p.finish_tables(d, progress).await,
+            (Target::Maria(m), Deferred::Maria(d)) => match d.get(i) {
+                Some(d) => m.finish_table(d).await,
+                None => Ok(()),
+            },
+            (Target::Pg(p), Deferred::Pg(d)) => match d.get(i) {
+                Some(d) => p.finish_table(d).await,
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// After every table is finished: the foreign keys (MariaDB).
+    pub async fn finish_all(&self, d: &Deferred) -> Result<()> {
+        match (self, d) {
+            (Target::Maria(m), Deferred::Maria(d)) => m.add_foreign_keys(d).await,
             _ => Ok(()),
         }
     }
