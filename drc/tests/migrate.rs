@@ -156,6 +156,31 @@ fn migrate(src: &MariaDb, dst: &MariaDb, state: &std::path::Path, extra: &[&str]
     cmd
 }
 
+/// Kills `child` (SIGKILL) once at least 1/`part` of the chunks are done
+/// (`progress`: done, all), and checks that the snapshot was not over yet.
+fn kill_midway(child: &mut Child, part: u64, progress: impl Fn() -> (u64, u64)) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (done, all) = progress();
+        if all > 0 && done * part >= all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the snapshot did not get going");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "drc migrate ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let (done, all) = progress();
+    assert!(
+        done < all,
+        "the snapshot finished before the kill ({done}/{all})"
+    );
+}
+
 fn finish(child: Child) -> (Option<i32>, String, String) {
     let out = child.wait_with_output().expect("wait for drc");
     (
@@ -292,26 +317,7 @@ fn kill_9_during_the_snapshot_then_resume_completes_without_duplicates() {
         let mut it = s.split('\t').map(|v| v.parse::<u64>().unwrap_or(0));
         (it.next().unwrap_or(0), it.next().unwrap_or(0))
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (done, all) = progress(&dst);
-        if all > 0 && done * 5 >= all {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the snapshot did not get going");
-        assert!(
-            child.try_wait().expect("poll").is_none(),
-            "drc migrate ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().expect("kill -9");
-    let _ = child.wait();
-    let (done, all) = progress(&dst);
-    assert!(
-        done < all,
-        "the snapshot finished before the kill ({done}/{all})"
-    );
+    kill_midway(&mut child, 5, || progress(&dst));
     // What is on the target is exactly the chunks marked done: a chunk cut
     // off midway left nothing.
     let loaded = dst
@@ -583,23 +589,7 @@ fn migrates_into_postgres_through_a_kill_9_while_the_source_is_written() {
 
     // Killed in the middle of the snapshot, while the writer writes.
     let mut child = run(&[]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (d, all) = pg_progress(&pg);
-        if all > 0 && d * 4 >= all {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the snapshot did not get going");
-        assert!(
-            child.try_wait().expect("poll").is_none(),
-            "drc migrate ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().expect("kill -9");
-    let _ = child.wait();
-    let (d, all) = pg_progress(&pg);
-    assert!(d < all, "the snapshot finished before the kill ({d}/{all})");
+    kill_midway(&mut child, 4, || pg_progress(&pg));
     let loaded = pg
         .sql("SELECT coalesce(sum(rows_loaded), 0) FROM drc.migrate_chunks WHERE db = 'app' AND tbl = 'big' AND done")
         .expect("loaded");

@@ -91,19 +91,6 @@ fn parse_policy(s: &str) -> Result<ConflictPolicy, String> {
     }
 }
 
-fn endpoint(side: &'static str, url: &str, password_env: Option<&str>) -> anyhow::Result<Endpoint> {
-    let mut ep = Endpoint::parse(side, url)?;
-    if let Some(var) = password_env {
-        match std::env::var(var) {
-            Ok(p) => ep.password = Some(p),
-            Err(_) => bail!(
-                "--{side}-password-env names {var}, which is not set (export it, or put the password in the URL)"
-            ),
-        }
-    }
-    Ok(ep)
-}
-
 /// A mysql:// URL with the password put in (for the capture and sink, which
 /// take URLs).
 fn with_password(url: &str, ep: &Endpoint) -> String {
@@ -130,6 +117,7 @@ pub fn run(args: MigrateArgs) -> ExitCode {
 }
 
 fn run_inner(args: MigrateArgs) -> anyhow::Result<()> {
+    let endpoint = super::verify::endpoint;
     let source = endpoint("source", &args.source, args.source_password_env.as_deref())?;
     let target = endpoint("target", &args.target, args.target_password_env.as_deref())?;
     if source.dialect != drc_verify::Dialect::Maria {

@@ -86,7 +86,12 @@ pub fn run(args: VerifyArgs) -> ExitCode {
     }
 }
 
-fn endpoint(side: &'static str, url: &str, password_env: Option<&str>) -> anyhow::Result<Endpoint> {
+/// Parses `url` for `--{side}`, the password from `password_env` when named.
+pub(super) fn endpoint(
+    side: &'static str,
+    url: &str,
+    password_env: Option<&str>,
+) -> anyhow::Result<Endpoint> {
     let mut ep = Endpoint::parse(side, url)?;
     if let Some(var) = password_env {
         match std::env::var(var) {
