@@ -438,6 +438,88 @@ fn cutover_sets_the_source_read_only_and_reports_the_downtime() {
 }
 
 #[test]
+fn kill_9_while_following_then_resume_applies_each_change_once() {
+    let Some((src, dst)) = start() else {
+        skip!("mariadbd is not installed");
+    };
+    src.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t SELECT seq, seq FROM app.seq_1_to_1000;",
+    )
+    .expect("schema");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut child = migrate(&src, &dst, state.path(), &["--follow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while phase(&dst) != "verified" {
+        assert!(Instant::now() < deadline, "never verified");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Inserts (each its own transaction) while following; kill -9 once
+    // some have arrived and others have not.
+    let opts = src.opts().expect("opts");
+    let w = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::new(opts).await.expect("connect");
+            for i in 0..3000 {
+                c.query_drop(format!("INSERT INTO app.t VALUES ({}, {i})", 10_000 + i))
+                    .await
+                    .expect("insert");
+                c.query_drop(format!(
+                    "UPDATE app.t SET v = v + 1 WHERE id = {}",
+                    1 + i % 1000
+                ))
+                .await
+                .expect("update");
+            }
+        });
+    });
+    let count = |db: &MariaDb| -> u64 {
+        db.sql("SELECT COUNT(*) FROM app.t")
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&dst) < 1300 {
+        assert!(Instant::now() < deadline, "the follow applied nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    w.join().expect("writer");
+    assert!(
+        count(&dst) < 4000,
+        "the follow had applied everything before the kill"
+    );
+    // The rerun resumes the catch-up from the target's checkpoint: under the
+    // default fail policy a change applied twice would stop it.
+    let (code, stdout, stderr) = finish(
+        migrate(&src, &dst, state.path(), &["--resume"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("resume"),
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(count(&dst), 4000);
+    assert_eq!(dump(&src, "app.t", "id, v"), dump(&dst, "app.t", "id, v"));
+    assert_eq!(
+        dst.sql("SELECT COUNT(*) FROM drc.conflicts")
+            .expect("conflicts"),
+        "0"
+    );
+}
+
+#[test]
 fn bad_input_is_refused_before_anything_is_written() {
     if !MariaDb::available() {
         skip!("mariadbd is not installed");
