@@ -68,9 +68,20 @@ impl MariaTarget {
             t.ddl.get_conn().await.map_err(|e| {
                 Error::Preflight(format!("target {}: cannot connect: {e}", ep.addr()))
             })?;
-        c.query_drop("SELECT 1")
+        // The loads stream rows with LOAD DATA LOCAL INFILE, which the
+        // server must allow (MySQL 8 refuses it by default).
+        let local: Option<String> = c
+            .query_first("SELECT @@GLOBAL.local_infile")
             .await
             .map_err(|e| Error::Preflight(format!("target {}: {e}", ep.addr())))?;
+        if !matches!(local.as_deref(), Some("1" | "ON")) {
+            return Err(Error::Preflight(format!(
+                "target {}: local_infile is OFF, and the snapshot loads with LOAD DATA LOCAL \
+                 INFILE: SET GLOBAL local_infile = 1 on the target (and local_infile = 1 in its \
+                 config) for the migration",
+                ep.addr()
+            )));
+        }
         Ok(t)
     }
 

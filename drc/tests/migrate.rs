@@ -573,6 +573,22 @@ fn bad_input_is_refused_before_anything_is_written() {
     assert!(err.contains("REPLICATION"), "{err}");
     nothing_written("no privileges");
 
+    // A target that refuses LOAD DATA LOCAL.
+    let no_local = MariaDb::start(MariaDbOptions {
+        extra_args: vec!["--local-infile=0".into()],
+        ..Default::default()
+    })
+    .expect("target without local_infile");
+    let (code, err) = run(&src.url(), &no_local.url());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("local_infile is OFF"), "{err}");
+    assert_eq!(
+        no_local
+            .sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ('drc', 'app')")
+            .expect("schemata"),
+        "0"
+    );
+
     // A target that is not empty.
     dst.sql("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
         .expect("target table");
