@@ -35,7 +35,6 @@ use drc_capture::assemble::AssembledTxn;
 use drc_capture::capture::{self, CaptureOptions, StartAt, TxnSink};
 use drc_capture::error::CaptureError;
 use drc_capture::position::BinlogPos;
-use drc_proto::v1 as pb;
 
 use crate::error::{Error, Result};
 use crate::plan::{in_snapshot, pos_le};
@@ -383,11 +382,4 @@ async fn source_head(url: &str) -> Result<BinlogPos> {
     let head = crate::source::head(&mut conn).await;
     let _ = conn.disconnect().await;
     head
-}
-
-/// The position of a transaction, for reports.
-pub fn position_of(t: &pb::Transaction) -> Option<BinlogPos> {
-    t.position
-        .as_ref()
-        .map(|p| BinlogPos::new(p.file.clone(), p.pos))
 }

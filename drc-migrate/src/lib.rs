@@ -359,7 +359,6 @@ pub async fn run(
         report.phase("cutover", t.elapsed());
     }
     report.total = started.elapsed();
-    report.verified = true;
     let _ = std::fs::write(opts.state_dir.join("report.txt"), report.human());
     Ok(report)
 }

@@ -39,23 +39,11 @@ pub struct MariaTarget {
 }
 
 fn pool(ep: &Endpoint, names: &str, size: usize) -> Result<Pool> {
-    let constraints = mysql_async::PoolConstraints::new(1, size.max(1) + 1)
-        .ok_or_else(|| Error::Preflight("bad target pool size".into()))?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ep.host.clone())
-        .tcp_port(ep.port)
-        .user(Some(ep.user.clone()))
-        .pass(ep.password.clone())
-        .prefer_socket(false)
-        .socket(ep.socket.clone())
-        .init(vec![format!("SET NAMES {names}"), SESSION.to_owned()])
-        .pool_opts(
-            mysql_async::PoolOpts::default()
-                .with_constraints(constraints)
-                // A reset would undo the session settings above (charset, time zone).
-                .with_reset_connection(false),
-        );
-    Ok(Pool::new(opts))
+    ep.maria_pool(
+        vec![format!("SET NAMES {names}"), SESSION.to_owned()],
+        size + 1,
+    )
+    .ok_or_else(|| Error::Preflight("bad target pool size".into()))
 }
 
 impl MariaTarget {

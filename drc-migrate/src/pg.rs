@@ -57,16 +57,7 @@ pub struct Deferred {
 
 impl PgTarget {
     pub async fn connect(ep: &Endpoint) -> Result<Self> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&ep.host)
-            .port(ep.port)
-            .user(&ep.user)
-            .dbname(ep.database.as_deref().unwrap_or("postgres"))
-            .application_name("drc migrate");
-        if let Some(p) = &ep.password {
-            config.password(p);
-        }
+        let config = ep.pg_config("drc migrate");
         let ddl = open(&config)
             .await
             .map_err(|e| Error::Preflight(format!("target {}: cannot connect: {e}", ep.addr())))?;

@@ -50,23 +50,8 @@ pub fn pool(ep: &Endpoint, charset: Charset, size: usize) -> Result<Pool> {
         ),
         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_owned(),
     ];
-    let constraints = mysql_async::PoolConstraints::new(1, size.max(1) + 2)
-        .ok_or_else(|| Error::Preflight("bad source pool size".into()))?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ep.host.clone())
-        .tcp_port(ep.port)
-        .user(Some(ep.user.clone()))
-        .pass(ep.password.clone())
-        .prefer_socket(false)
-        .socket(ep.socket.clone())
-        .init(init)
-        .pool_opts(
-            mysql_async::PoolOpts::default()
-                .with_constraints(constraints)
-                // A reset would undo the session settings above (charset, time zone).
-                .with_reset_connection(false),
-        );
-    Ok(Pool::new(opts))
+    ep.maria_pool(init, size + 2)
+        .ok_or_else(|| Error::Preflight("bad source pool size".into()))
 }
 
 /// One migrated table as the source defines it.

@@ -124,6 +124,42 @@ impl Endpoint {
         })
     }
 
+    /// A MariaDB pool of up to `size` connections, each set up by `init`;
+    /// pooled connections keep their session (a reset would undo `init`).
+    pub fn maria_pool(&self, init: Vec<String>, size: usize) -> Option<mysql_async::Pool> {
+        let constraints = mysql_async::PoolConstraints::new(1, size.max(1))?;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.clone())
+            .db_name(None::<String>)
+            .prefer_socket(false)
+            .socket(self.socket.clone())
+            .init(init)
+            .pool_opts(
+                mysql_async::PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            );
+        Some(mysql_async::Pool::new(opts))
+    }
+
+    /// The tokio-postgres settings of a PostgreSQL endpoint.
+    pub fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(self.database.as_deref().unwrap_or("postgres"))
+            .application_name(application_name);
+        if let Some(p) = &self.password {
+            config.password(p);
+        }
+        config
+    }
+
     /// `host:port` (or the socket), for messages.
     pub fn addr(&self) -> String {
         match &self.socket {
@@ -168,24 +204,9 @@ impl Db {
         };
         let inner = match ep.dialect {
             Dialect::Maria => {
-                let constraints = mysql_async::PoolConstraints::new(1, parallel + 1)
+                let pool = ep
+                    .maria_pool(vec![MARIA_SESSION.to_owned()], parallel + 1)
                     .ok_or_else(|| connect_err("bad pool size".into()))?;
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname(ep.host.clone())
-                    .tcp_port(ep.port)
-                    .user(Some(ep.user.clone()))
-                    .pass(ep.password.clone())
-                    .db_name(None::<String>)
-                    .prefer_socket(false)
-                    .socket(ep.socket.clone())
-                    .init(vec![MARIA_SESSION.to_owned()])
-                    .pool_opts(
-                        mysql_async::PoolOpts::default()
-                            .with_constraints(constraints)
-                            // A reset would undo the session settings above (charset, time zone).
-                            .with_reset_connection(false),
-                    );
-                let pool = mysql_async::Pool::new(opts);
                 // Fail here, with a clear message, rather than at the first chunk.
                 let mut conn = pool
                     .get_conn()
@@ -198,16 +219,7 @@ impl Db {
                 Inner::Maria(pool)
             }
             Dialect::Postgres => {
-                let mut config = tokio_postgres::Config::new();
-                config
-                    .host(&ep.host)
-                    .port(ep.port)
-                    .user(&ep.user)
-                    .dbname(ep.database.as_deref().unwrap_or("postgres"))
-                    .application_name("drc verify");
-                if let Some(p) = &ep.password {
-                    config.password(p);
-                }
+                let config = ep.pg_config("drc verify");
                 let mut clients = Vec::with_capacity(parallel);
                 for _ in 0..parallel {
                     let (client, connection) = config
