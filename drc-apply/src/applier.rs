@@ -462,7 +462,7 @@ async fn session<S: Sink>(
         compression: if cfg.relay.validate().is_ok_and(|t| t.dial.is_local()) {
             pb::Compression::None
         } else {
-            pb::Compression::Zstd
+            pb::Compression::ZstdStream
         },
         max_batch_bytes: 0,
     };

@@ -14,6 +14,8 @@
 
 use std::io::Read;
 
+use zstd::stream::raw::{CParameter, DParameter, InBuffer, Operation, OutBuffer};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use drc_proto::v1 as pb;
 
@@ -79,8 +81,9 @@ impl BatchBuilder {
     }
 
     /// The message. Compression runs here: call it off the async threads for
-    /// large batches.
-    pub fn finish(self, compression: pb::Compression, last_offset: u64) -> Result<pb::Batch> {
+    /// large batches. A streaming encoding carries its state on to the next
+    /// batch of the same subscription.
+    pub fn finish(self, encoding: &mut Encoding, last_offset: u64) -> Result<pb::Batch> {
         let record_count = u32::try_from(self.records.len())
             .map_err(|_| RelayError::InvalidRequest("too many records for one batch".into()))?;
         let offsets = if self.filtered {
@@ -92,26 +95,179 @@ impl BatchBuilder {
             first_offset: self.first,
             count: self.next - self.first,
             offsets,
-            compression: compression as i32,
+            compression: encoding.compression() as i32,
             records: Vec::new(),
             zstd_records: Bytes::new(),
             record_count,
             last_offset,
         };
-        match compression {
-            pb::Compression::None => batch.records = self.records,
-            pb::Compression::Zstd => {
-                let mut plain = BytesMut::with_capacity(self.bytes + 5 * self.records.len());
-                for r in &self.records {
-                    prost::encoding::encode_varint(r.len() as u64, &mut plain);
-                    plain.put_slice(r);
-                }
-                let z = zstd::bulk::compress(&plain, ZSTD_LEVEL)
+        let framed = || {
+            let mut plain = BytesMut::with_capacity(self.bytes + 5 * self.records.len());
+            for r in &self.records {
+                prost::encoding::encode_varint(r.len() as u64, &mut plain);
+                plain.put_slice(r);
+            }
+            plain
+        };
+        match encoding {
+            Encoding::None => batch.records = self.records,
+            Encoding::Zstd => {
+                let z = zstd::bulk::compress(&framed(), ZSTD_LEVEL)
                     .map_err(|e| RelayError::Corrupt(format!("zstd compression failed: {e}")))?;
                 batch.zstd_records = Bytes::from(z);
             }
+            Encoding::ZstdStream(enc) => {
+                batch.zstd_records = Bytes::from(enc.compress(&framed())?);
+            }
         }
         Ok(batch)
+    }
+}
+
+/// How a subscription's batches are compressed, with the state a streaming
+/// compression keeps from one batch to the next.
+#[derive(Default)]
+pub enum Encoding {
+    #[default]
+    None,
+    Zstd,
+    ZstdStream(Box<StreamEncoder>),
+}
+
+impl Encoding {
+    /// The encoding a subscriber asked for, with fresh state.
+    pub fn new(compression: pb::Compression) -> Result<Self> {
+        Ok(match compression {
+            pb::Compression::None => Encoding::None,
+            pb::Compression::Zstd => Encoding::Zstd,
+            pb::Compression::ZstdStream => Encoding::ZstdStream(Box::new(StreamEncoder::new()?)),
+        })
+    }
+
+    pub fn compression(&self) -> pb::Compression {
+        match self {
+            Encoding::None => pb::Compression::None,
+            Encoding::Zstd => pb::Compression::Zstd,
+            Encoding::ZstdStream(_) => pb::Compression::ZstdStream,
+        }
+    }
+}
+
+impl std::fmt::Debug for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.compression().as_str_name())
+    }
+}
+
+/// zstd window of a streaming subscription: how far back a batch may refer
+/// into earlier ones. Both ends hold this much per subscription. On sysbench
+/// rows, one stream with long-distance matching at 16 MiB puts ~20% fewer
+/// bytes on the link than a frame per 4 MiB batch (level 3), at less CPU:
+/// later transactions touch rows that earlier ones wrote, and the matcher
+/// finds them across batches. A larger window gains ~2% more.
+pub const STREAM_WINDOW_LOG: u32 = 24;
+
+/// zstd level of a streaming subscription: with long-distance matching,
+/// level 1 compresses these streams as well as level 3, and faster.
+pub const STREAM_LEVEL: i32 = 1;
+
+/// The sending half of a streaming subscription: one zstd stream, flushed at
+/// the end of every batch so that the batch can be read as soon as it
+/// arrives.
+pub struct StreamEncoder(zstd::stream::raw::Encoder<'static>);
+
+impl StreamEncoder {
+    pub fn new() -> Result<Self> {
+        let err = |e: std::io::Error| RelayError::Corrupt(format!("zstd stream encoder: {e}"));
+        let mut enc = zstd::stream::raw::Encoder::new(STREAM_LEVEL).map_err(err)?;
+        enc.set_parameter(CParameter::WindowLog(STREAM_WINDOW_LOG))
+            .map_err(err)?;
+        enc.set_parameter(CParameter::EnableLongDistanceMatching(true))
+            .map_err(err)?;
+        Ok(StreamEncoder(enc))
+    }
+
+    /// The stream's bytes for `plain`, up to a flush point.
+    fn compress(&mut self, plain: &[u8]) -> Result<Vec<u8>> {
+        let err = |e: std::io::Error| RelayError::Corrupt(format!("zstd stream compression: {e}"));
+        let mut out: Vec<u8> = Vec::with_capacity(plain.len() / 2 + 1024);
+        let mut input = InBuffer::around(plain);
+        loop {
+            if out.capacity() - out.len() < 64 << 10 {
+                out.reserve(1 << 20);
+            }
+            let pos = out.len();
+            let mut ob = OutBuffer::around_pos(&mut out, pos);
+            if input.pos() < plain.len() {
+                self.0.run(&mut input, &mut ob).map_err(err)?;
+            } else if self.0.flush(&mut ob).map_err(err)? == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The receiving half of a streaming subscription.
+pub struct StreamDecoder(zstd::stream::raw::Decoder<'static>);
+
+impl StreamDecoder {
+    pub fn new() -> Result<Self> {
+        let err = |e: std::io::Error| RelayError::Corrupt(format!("zstd stream decoder: {e}"));
+        let mut dec = zstd::stream::raw::Decoder::new().map_err(err)?;
+        // A peer cannot make this end hold a larger window than agreed.
+        dec.set_parameter(DParameter::WindowLogMax(STREAM_WINDOW_LOG))
+            .map_err(err)?;
+        Ok(StreamDecoder(dec))
+    }
+
+    /// The plain bytes of one batch's part of the stream, at most
+    /// `max_bytes`.
+    fn decompress(&mut self, z: &[u8], max_bytes: usize) -> Result<Vec<u8>> {
+        let err = |e: std::io::Error| RelayError::Corrupt(format!("zstd stream batch: {e}"));
+        let mut out: Vec<u8> = Vec::new();
+        let mut input = InBuffer::around(z);
+        loop {
+            if out.len() > max_bytes {
+                return Err(RelayError::Corrupt(format!(
+                    "zstd stream batch decompresses past {max_bytes} bytes"
+                )));
+            }
+            if out.capacity() - out.len() < 64 << 10 {
+                out.reserve(1 << 20);
+            }
+            let pos = out.len();
+            let mut ob = OutBuffer::around_pos(&mut out, pos);
+            self.0.run(&mut input, &mut ob).map_err(err)?;
+            let full = ob.pos() == ob.capacity();
+            drop(ob);
+            // All input taken and room left over: the decoder has given
+            // everything this batch holds (the sender flushed at its end).
+            if input.pos() == z.len() && !full {
+                break;
+            }
+        }
+        if out.len() > max_bytes {
+            return Err(RelayError::Corrupt(format!(
+                "zstd stream batch decompresses past {max_bytes} bytes"
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// What a subscriber keeps from batch to batch to read them: the decoder
+/// of a streaming subscription, made at its first batch.
+#[derive(Default)]
+pub struct Decoding {
+    stream: Option<StreamDecoder>,
+}
+
+impl std::fmt::Debug for Decoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoding")
+            .field("stream", &self.stream.is_some())
+            .finish()
     }
 }
 
@@ -141,75 +297,93 @@ impl RecordBatch {
     }
 }
 
-/// Reads a batch; `max_bytes` bounds the decompressed size.
+/// Reads a batch that needs no state from earlier ones (not a streaming
+/// subscription's); `max_bytes` bounds the decompressed size.
 pub fn decode(batch: pb::Batch, max_bytes: usize) -> Result<RecordBatch> {
-    let bad = |why: String| Err(RelayError::Corrupt(why));
-    if batch.first_offset == 0 {
-        return bad("batch starts at offset 0".into());
-    }
-    let end = batch
-        .first_offset
-        .checked_add(batch.count)
-        .ok_or_else(|| RelayError::Corrupt("batch range overflows".into()))?;
-    let n = batch.record_count as usize;
-    if n as u64 > batch.count {
-        return bad(format!(
-            "batch of {} offsets holds {n} records",
-            batch.count
-        ));
-    }
-    let records: Vec<Bytes> = match pb::Compression::try_from(batch.compression) {
-        Ok(pb::Compression::None) => {
-            if batch.records.len() != n {
-                return bad(format!(
-                    "batch says {n} records, holds {}",
-                    batch.records.len()
-                ));
-            }
-            batch.records
+    Decoding::default().decode(batch, max_bytes)
+}
+
+impl Decoding {
+    /// Reads the next batch of a subscription; `max_bytes` bounds the
+    /// decompressed size. After an error the subscription cannot go on
+    /// (a streaming decoder's state is lost).
+    pub fn decode(&mut self, batch: pb::Batch, max_bytes: usize) -> Result<RecordBatch> {
+        let bad = |why: String| Err(RelayError::Corrupt(why));
+        if batch.first_offset == 0 {
+            return bad("batch starts at offset 0".into());
         }
-        Ok(pb::Compression::Zstd) => unframe(&batch.zstd_records, n, max_bytes)?,
-        Err(_) => return bad(format!("unknown compression {}", batch.compression)),
-    };
-    let offsets: Vec<u64> = if batch.offsets.is_empty() && n == 0 {
-        // Every offset of the range was filtered out.
-        Vec::new()
-    } else if batch.offsets.is_empty() {
-        if n as u64 != batch.count {
+        let end = batch
+            .first_offset
+            .checked_add(batch.count)
+            .ok_or_else(|| RelayError::Corrupt("batch range overflows".into()))?;
+        let n = batch.record_count as usize;
+        if n as u64 > batch.count {
             return bad(format!(
-                "dense batch of {} offsets holds {n} records",
+                "batch of {} offsets holds {n} records",
                 batch.count
             ));
         }
-        (batch.first_offset..end).collect()
-    } else {
-        if batch.offsets.len() != n {
-            return bad(format!(
-                "batch lists {} offsets for {n} records",
-                batch.offsets.len()
-            ));
-        }
-        let mut prev = batch.first_offset.saturating_sub(1);
-        for &o in &batch.offsets {
-            if o <= prev || o >= end {
+        let records: Vec<Bytes> = match pb::Compression::try_from(batch.compression) {
+            Ok(pb::Compression::None) => {
+                if batch.records.len() != n {
+                    return bad(format!(
+                        "batch says {n} records, holds {}",
+                        batch.records.len()
+                    ));
+                }
+                batch.records
+            }
+            Ok(pb::Compression::Zstd) => unframe(zstd_frame(&batch.zstd_records, max_bytes)?, n)?,
+            Ok(pb::Compression::ZstdStream) => {
+                let dec = match &mut self.stream {
+                    Some(d) => d,
+                    None => self.stream.insert(StreamDecoder::new()?),
+                };
+                unframe(dec.decompress(&batch.zstd_records, max_bytes)?, n)?
+            }
+            Err(_) => return bad(format!("unknown compression {}", batch.compression)),
+        };
+        let offsets: Vec<u64> = if batch.offsets.is_empty() && n == 0 {
+            // Every offset of the range was filtered out.
+            Vec::new()
+        } else if batch.offsets.is_empty() {
+            if n as u64 != batch.count {
                 return bad(format!(
-                    "record offset {o} out of order or outside [{}, {end})",
-                    batch.first_offset
+                    "dense batch of {} offsets holds {n} records",
+                    batch.count
                 ));
             }
-            prev = o;
-        }
-        batch.offsets
-    };
-    Ok(RecordBatch {
-        first_offset: batch.first_offset,
-        count: batch.count,
-        records: offsets.into_iter().zip(records).collect(),
-        last_offset: batch.last_offset,
-    })
+            (batch.first_offset..end).collect()
+        } else {
+            if batch.offsets.len() != n {
+                return bad(format!(
+                    "batch lists {} offsets for {n} records",
+                    batch.offsets.len()
+                ));
+            }
+            let mut prev = batch.first_offset.saturating_sub(1);
+            for &o in &batch.offsets {
+                if o <= prev || o >= end {
+                    return bad(format!(
+                        "record offset {o} out of order or outside [{}, {end})",
+                        batch.first_offset
+                    ));
+                }
+                prev = o;
+            }
+            batch.offsets
+        };
+        Ok(RecordBatch {
+            first_offset: batch.first_offset,
+            count: batch.count,
+            records: offsets.into_iter().zip(records).collect(),
+            last_offset: batch.last_offset,
+        })
+    }
 }
 
-fn unframe(z: &[u8], n: usize, max_bytes: usize) -> Result<Vec<Bytes>> {
+/// The plain bytes of one zstd frame, at most `max_bytes`.
+fn zstd_frame(z: &[u8], max_bytes: usize) -> Result<Vec<u8>> {
     let mut plain = Vec::new();
     zstd::stream::read::Decoder::new(z)
         .and_then(|d| d.take(max_bytes as u64 + 1).read_to_end(&mut plain))
@@ -219,6 +393,11 @@ fn unframe(z: &[u8], n: usize, max_bytes: usize) -> Result<Vec<Bytes>> {
             "zstd batch decompresses past {max_bytes} bytes"
         )));
     }
+    Ok(plain)
+}
+
+/// The records of a compressed batch's plain bytes.
+fn unframe(plain: Vec<u8>, n: usize) -> Result<Vec<Bytes>> {
     let mut buf = Bytes::from(plain);
     let mut out = Vec::with_capacity(n.min(1 << 16));
     while buf.has_remaining() {
@@ -254,7 +433,8 @@ mod tests {
             b.push(6, Bytes::from_static(b""));
         }
         b.push(7, Bytes::from(vec![7u8; 1000]));
-        b.finish(c, 9).expect("finish")
+        b.finish(&mut Encoding::new(c).expect("encoding"), 9)
+            .expect("finish")
     }
 
     #[test]
@@ -285,7 +465,12 @@ mod tests {
             let mut b = BatchBuilder::new(5);
             b.skip(5);
             b.skip(6);
-            let got = decode(b.finish(compression, 9).expect("finish"), 1 << 20).expect("decode");
+            let got = decode(
+                b.finish(&mut Encoding::new(compression).expect("encoding"), 9)
+                    .expect("finish"),
+                1 << 20,
+            )
+            .expect("decode");
             assert!(got.records.is_empty());
             assert_eq!((got.first_offset, got.count), (5, 2));
         }
@@ -310,5 +495,96 @@ mod tests {
         let mut b = build(false, pb::Compression::None);
         b.first_offset = u64::MAX;
         assert!(decode(b, 1 << 20).is_err());
+    }
+
+    /// Rows that come back later in the stream, as updated rows do.
+    fn records(seed: u64, n: usize) -> Vec<Bytes> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let row: Vec<u8> = (0..200)
+                    .map(|i| b'0' + ((x >> (i % 60)) % 10) as u8)
+                    .collect();
+                Bytes::from(row)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_streaming_subscription_reads_its_batches_in_order() {
+        let rows = records(7, 300);
+        let mut enc = Encoding::new(pb::Compression::ZstdStream).expect("encoder");
+        let mut dec = Decoding::default();
+        let mut next = 1u64;
+        let mut sent = Vec::new();
+        let mut stream_bytes = 0;
+        let mut frame_bytes = 0;
+        for round in 0..6 {
+            let mut b = BatchBuilder::new(next);
+            // Later batches repeat rows of earlier ones.
+            for r in rows.iter().skip(round * 20).take(100) {
+                b.push(next, r.clone());
+                sent.push((next, r.clone()));
+                next += 1;
+            }
+            if round == 3 {
+                b.skip(next);
+                next += 1;
+            }
+            let mut plain = BatchBuilder::new(b.first);
+            for (o, r) in b.offsets.iter().zip(&b.records) {
+                plain.push(*o, r.clone());
+            }
+            frame_bytes += plain
+                .finish(&mut Encoding::Zstd, 0)
+                .expect("frame")
+                .zstd_records
+                .len();
+            let batch = b.finish(&mut enc, next - 1).expect("finish");
+            assert_eq!(batch.compression, pb::Compression::ZstdStream as i32);
+            stream_bytes += batch.zstd_records.len();
+            let got = dec.decode(batch, 1 << 20).expect("decode");
+            let want: Vec<(u64, Bytes)> = sent
+                .iter()
+                .filter(|(o, _)| *o >= got.first_offset)
+                .cloned()
+                .collect();
+            assert_eq!(got.records, want);
+            sent.clear();
+        }
+        assert!(
+            stream_bytes < frame_bytes,
+            "the stream refers back across batches: {stream_bytes} vs {frame_bytes} bytes"
+        );
+    }
+
+    #[test]
+    fn a_streaming_batch_out_of_order_or_too_large_is_refused() {
+        let rows = records(9, 50);
+        let mut enc = Encoding::new(pb::Compression::ZstdStream).expect("encoder");
+        let mut batches = Vec::new();
+        let mut next = 1;
+        for _ in 0..2 {
+            let mut b = BatchBuilder::new(next);
+            for r in &rows {
+                b.push(next, r.clone());
+                next += 1;
+            }
+            batches.push(b.finish(&mut enc, 0).expect("finish"));
+        }
+        // The second batch alone, without the first: its back references
+        // cannot be read.
+        let mut dec = Decoding::default();
+        assert!(dec.decode(batches[1].clone(), 1 << 20).is_err());
+        // Past the size limit.
+        let mut dec = Decoding::default();
+        assert!(dec.decode(batches[0].clone(), 1000).is_err());
+        // Garbage.
+        let mut bad = batches[0].clone();
+        bad.zstd_records = Bytes::from_static(b"not a zstd stream");
+        assert!(Decoding::default().decode(bad, 1 << 20).is_err());
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::batch::{self, RecordBatch};
+use crate::batch::{Decoding, RecordBatch};
 use crate::config::{self, ClientConfig};
 use crate::error::{RelayError, Result};
 use crate::net::{self, Dial};
@@ -123,6 +123,7 @@ impl RelayClient {
             inner,
             next: (from > 0).then_some(from),
             max_bytes: self.max_message_bytes.saturating_add(1 << 20),
+            decoding: Decoding::default(),
         })
     }
 
@@ -369,6 +370,8 @@ pub struct Subscription {
     /// batch of a `from_offset = 0` subscription).
     next: Option<u64>,
     max_bytes: usize,
+    /// What reading the next batch needs from earlier ones.
+    decoding: Decoding,
 }
 
 impl Subscription {
@@ -378,7 +381,7 @@ impl Subscription {
         let Some(b) = self.inner.message().await? else {
             return Ok(None);
         };
-        let b = batch::decode(b, self.max_bytes)?;
+        let b = self.decoding.decode(b, self.max_bytes)?;
         if let Some(n) = self.next {
             if b.first_offset != n {
                 return Err(RelayError::Corrupt(format!(

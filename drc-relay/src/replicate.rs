@@ -181,7 +181,7 @@ impl Link {
                 from_offset: from,
                 subscriber: self.subscriber.clone(),
                 stub_origins: self.stub_origins.clone(),
-                compression: pb::Compression::Zstd,
+                compression: pb::Compression::ZstdStream,
                 max_batch_bytes: REPLICA_BATCH_BYTES,
                 ..Default::default()
             })

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::batch::BatchBuilder;
+use crate::batch::{BatchBuilder, Encoding};
 use crate::config::{self, RelayConfig};
 use crate::error::{RelayError, Result};
 use crate::filter::{Filter, Verdict};
@@ -205,6 +205,7 @@ impl pb::relay_server::Relay for RelayService {
         let compression = pb::Compression::try_from(req.compression).map_err(|_| {
             Status::invalid_argument(format!("unknown compression {}", req.compression))
         })?;
+        let encoding = Encoding::new(compression).map_err(Status::from)?;
         // 0 asks for the oldest record still held.
         let from = match req.from_offset {
             0 => stream.log().first_offset(),
@@ -235,7 +236,7 @@ impl pb::relay_server::Relay for RelayService {
             reader,
             pending: None,
             filter,
-            compression,
+            encoding,
             max_batch_bytes,
             max_batch_records: self.limits.max_batch_records,
             stop: self.stop.clone(),
@@ -318,7 +319,7 @@ struct Subscription {
     /// one too large).
     pending: Option<(Offset, Bytes)>,
     filter: Filter,
-    compression: pb::Compression,
+    encoding: Encoding,
     max_batch_bytes: usize,
     max_batch_records: usize,
     stop: watch::Receiver<bool>,
@@ -392,13 +393,20 @@ impl Subscription {
         }
         let end = b.next_offset() - 1;
         let last = self.stream.last_offset();
-        let batch = match self.compression {
-            pb::Compression::None => b.finish(pb::Compression::None, last)?,
-            pb::Compression::Zstd => {
-                tokio::task::spawn_blocking(move || b.finish(pb::Compression::Zstd, last))
-                    .await
-                    .map_err(|e| RelayError::Corrupt(format!("compression task: {e}")))??
-            }
+        let batch = if matches!(self.encoding, Encoding::None) {
+            b.finish(&mut self.encoding, last)?
+        } else {
+            // Compression off the async threads; a streaming encoder goes
+            // with it and comes back for the next batch.
+            let mut encoding = std::mem::take(&mut self.encoding);
+            let (encoding, batch) = tokio::task::spawn_blocking(move || {
+                let batch = b.finish(&mut encoding, last);
+                (encoding, batch)
+            })
+            .await
+            .map_err(|e| RelayError::Corrupt(format!("compression task: {e}")))?;
+            self.encoding = encoding;
+            batch?
         };
         if let Some(l) = &self.live {
             l.sent(end);

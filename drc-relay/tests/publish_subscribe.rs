@@ -54,8 +54,13 @@ async fn publish_subscribe_dedup_and_filters() {
         assert_eq!(bytes, &encoded(&txs[i]));
     }
 
-    // Subscribe from 1, plain and zstd: the same transactions, byte-identical.
-    for compression in [pb::Compression::None, pb::Compression::Zstd] {
+    // Subscribe from 1, plain, zstd and a zstd stream: the same
+    // transactions, byte-identical.
+    for compression in [
+        pb::Compression::None,
+        pb::Compression::Zstd,
+        pb::Compression::ZstdStream,
+    ] {
         let mut sub = client
             .subscribe(SubscribeOptions {
                 compression,
