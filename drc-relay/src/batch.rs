@@ -240,7 +240,6 @@ impl StreamDecoder {
             let mut ob = OutBuffer::around_pos(&mut out, pos);
             self.0.run(&mut input, &mut ob).map_err(err)?;
             let full = ob.pos() == ob.capacity();
-            drop(ob);
             // All input taken and room left over: the decoder has given
             // everything this batch holds (the sender flushed at its end).
             if input.pos() == z.len() && !full {
