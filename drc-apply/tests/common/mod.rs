@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod shared_keys;
+
 use std::collections::BTreeMap;
 
 use drc_apply::sink::mysql::{ConflictPolicy, MySqlSinkConfig};

@@ -193,6 +193,13 @@ pub struct MySqlSinkStats {
     /// Parallel groups that gave up their locks while waiting for their turn
     /// and ran again at their turn.
     pub yielded_groups: u64,
+    /// Groups applied one statement at a time after a surprise at their
+    /// turn (a conflict, a refused change, a merged statement that did not
+    /// find every row it expected).
+    pub slow_groups: u64,
+    /// Statements the fast path wrote (merged across transactions: far
+    /// fewer than row changes).
+    pub fast_statements: u64,
 }
 
 impl std::fmt::Debug for MySqlSink {
@@ -578,6 +585,8 @@ impl MySqlSink {
                 }
                 self.stats.redone_groups += run.redone;
                 self.stats.yielded_groups += run.yielded;
+                self.stats.slow_groups += run.slow;
+                self.stats.fast_statements += run.statements;
                 Ok(())
             }
             Err(e) => {

@@ -171,6 +171,11 @@ pub struct RunStats {
     /// Groups that rolled back while waiting for their turn (their locks may
     /// have held up an earlier group) and ran again at their turn.
     pub yielded: u64,
+    /// Groups applied one statement at a time (the slow path) after a
+    /// surprise at their turn.
+    pub slow: u64,
+    /// Statements the fast path wrote for the groups it applied.
+    pub statements: u64,
 }
 
 /// Where a group is.
@@ -194,6 +199,8 @@ struct Shared<'r, 'b> {
     changed: watch::Sender<u64>,
     redone: AtomicU64,
     yielded: AtomicU64,
+    slow: AtomicU64,
+    statements: AtomicU64,
 }
 
 impl Shared<'_, '_> {
@@ -259,12 +266,16 @@ pub async fn run(
         changed,
         redone: AtomicU64::new(0),
         yielded: AtomicU64::new(0),
+        slow: AtomicU64::new(0),
+        statements: AtomicU64::new(0),
     };
     let workers = conns.iter_mut().map(|conn| worker(&shared, conn));
     futures::future::try_join_all(workers).await?;
     Ok(RunStats {
         redone: shared.redone.load(Ordering::Relaxed),
         yielded: shared.yielded.load(Ordering::Relaxed),
+        slow: shared.slow.load(Ordering::Relaxed),
+        statements: shared.statements.load(Ordering::Relaxed),
     })
 }
 
@@ -289,7 +300,8 @@ async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
                 other => other?,
             };
             match outcome {
-                Fast::Applied => {
+                Fast::Applied(n) => {
+                    sh.statements.fetch_add(n, Ordering::Relaxed);
                     record(sh, conn, g).await?;
                     sh.set(k, Status::Ready);
                     ready = true;
@@ -323,13 +335,19 @@ async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
             // Serial apply: every earlier group has committed.
             sh.wait(&mut rx, || sh.all_before(k, is_committed)).await?;
             begin(conn).await?;
-            if let Fast::Surprise(why) = sh.writer.apply_fast(conn, sh.stream, g.txns).await? {
-                tracing::debug!(stream = %sh.stream, reason = %why, "mysql sink: slow path");
-                rollback(conn).await?;
-                begin(conn).await?;
-                for (offset, txn) in g.txns {
-                    let ctx = Ctx::of(sh.stream, *offset, txn);
-                    sh.writer.apply_slow(conn, ctx, &txn.changes).await?;
+            match sh.writer.apply_fast(conn, sh.stream, g.txns).await? {
+                Fast::Applied(n) => {
+                    sh.statements.fetch_add(n, Ordering::Relaxed);
+                }
+                Fast::Surprise(why) => {
+                    tracing::debug!(stream = %sh.stream, reason = %why, "mysql sink: slow path");
+                    sh.slow.fetch_add(1, Ordering::Relaxed);
+                    rollback(conn).await?;
+                    begin(conn).await?;
+                    for (offset, txn) in g.txns {
+                        let ctx = Ctx::of(sh.stream, *offset, txn);
+                        sh.writer.apply_slow(conn, ctx, &txn.changes).await?;
+                    }
                 }
             }
             record(sh, conn, g).await?;

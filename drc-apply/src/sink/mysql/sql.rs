@@ -353,10 +353,20 @@ pub struct RowMatch<'k, 'a> {
 }
 
 fn push_where(out: &mut String, m: RowMatch<'_, '_>, flavor: Flavor) -> Result<(), String> {
+    out.push_str(" WHERE ");
+    push_match(out, m, flavor)?;
+    if m.limit_one {
+        out.push_str(" LIMIT 1");
+    }
+    Ok(())
+}
+
+/// Appends the condition of `m`, `a <=> 1 AND b <=> 'x'` (its `limit_one`
+/// is for the caller).
+pub fn push_match(out: &mut String, m: RowMatch<'_, '_>, flavor: Flavor) -> Result<(), String> {
     if m.columns.is_empty() {
         return Err("no column to identify the row by".into());
     }
-    out.push_str(" WHERE ");
     for (i, c) in m.columns.iter().enumerate() {
         if i > 0 {
             out.push_str(" AND ");
@@ -369,9 +379,6 @@ fn push_where(out: &mut String, m: RowMatch<'_, '_>, flavor: Flavor) -> Result<(
         push_ident(out, c.name);
         out.push_str(" <=> ");
         push_literal(out, c.kind, flavor, place)?;
-    }
-    if m.limit_one {
-        out.push_str(" LIMIT 1");
     }
     Ok(())
 }
@@ -399,6 +406,104 @@ pub fn update(
         push_literal(&mut s, c.kind, flavor, Place::Store)?;
     }
     push_where(&mut s, m, flavor)?;
+    Ok(s)
+}
+
+/// Whether a value of this kind may be one branch of a `CASE` that a merged
+/// UPDATE assigns: its literal gives the same stored value through the
+/// `CASE` as assigned directly (numbers, strings, temporal strings, JSON
+/// text, the hex of geometry; the type-torture test checks each of them).
+/// Vectors are set one row at a time.
+pub fn case_safe(kind: &Kind) -> bool {
+    !matches!(kind, Kind::Vector(_))
+}
+
+/// One row of a merged UPDATE: its key (the `CASE` conditions), how the
+/// `WHERE` finds it, and the values it sets (the same columns, in the same
+/// order, for every row of the statement).
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateRow<'k, 'a> {
+    pub key: RowMatch<'k, 'a>,
+    pub full: RowMatch<'k, 'a>,
+    pub set: &'k [ColVal<'a>],
+}
+
+/// `UPDATE t SET a = CASE WHEN <key 1> THEN v1 WHEN <key 2> THEN v2 END, ...
+/// WHERE (<row 1>) OR (<row 2>) ...`: several rows of one table, each found
+/// by its own match (so the row count says whether every one was found),
+/// each set to its own values. The rows' keys must differ, and no key
+/// column may be set (assignments run left to right, and a later `CASE`
+/// would see the new key).
+pub fn update_many(
+    table: &str,
+    rows: &[UpdateRow<'_, '_>],
+    flavor: Flavor,
+) -> Result<String, String> {
+    let Some(first) = rows.first() else {
+        return Err("no row to update".into());
+    };
+    if first.set.is_empty() {
+        return Err("no column to set".into());
+    }
+    let mut s =
+        String::with_capacity(64 + rows.len() * (first.set.len() + first.full.columns.len()) * 48);
+    s.push_str("UPDATE ");
+    s.push_str(table);
+    s.push_str(" SET ");
+    for (ci, col) in first.set.iter().enumerate() {
+        if ci > 0 {
+            s.push_str(", ");
+        }
+        push_ident(&mut s, col.name);
+        s.push_str(" = CASE");
+        for r in rows {
+            let Some(v) = r.set.get(ci).filter(|v| v.name == col.name) else {
+                return Err("rows of one merged update set different columns".into());
+            };
+            s.push_str(" WHEN ");
+            push_match(&mut s, r.key, flavor)?;
+            s.push_str(" THEN ");
+            push_literal(&mut s, v.kind, flavor, Place::Store)?;
+        }
+        s.push_str(" END");
+    }
+    s.push_str(" WHERE ");
+    for (i, r) in rows.iter().enumerate() {
+        if r.set.len() != first.set.len() {
+            return Err("rows of one merged update set different columns".into());
+        }
+        if i > 0 {
+            s.push_str(" OR ");
+        }
+        s.push('(');
+        push_match(&mut s, r.full, flavor)?;
+        s.push(')');
+    }
+    Ok(s)
+}
+
+/// `DELETE FROM t WHERE (<row 1>) OR (<row 2>) ...`: several rows of one
+/// table, each found by its own match.
+pub fn delete_many(
+    table: &str,
+    rows: &[RowMatch<'_, '_>],
+    flavor: Flavor,
+) -> Result<String, String> {
+    if rows.is_empty() {
+        return Err("no row to delete".into());
+    }
+    let mut s = String::with_capacity(64 + rows.len() * rows[0].columns.len() * 40);
+    s.push_str("DELETE FROM ");
+    s.push_str(table);
+    s.push_str(" WHERE ");
+    for (i, m) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push_str(" OR ");
+        }
+        s.push('(');
+        push_match(&mut s, *m, flavor)?;
+        s.push(')');
+    }
     Ok(s)
 }
 

