@@ -23,7 +23,7 @@
 #      drc     `drc run` with a relay, a capture of the source from its first
 #              binlog and a MySQL sink into the DRC target (server_id 2,
 #              log_bin, innodb_flush_log_at_trx_commit=1, sync_binlog=1;
-#              parallel = BENCH_DRC_PARALLEL (4)): from the start of `drc run`
+#              parallel = BENCH_DRC_PARALLEL (2), group_rows = BENCH_DRC_GROUP_ROWS (4000)): from the start of `drc run`
 #              until the target's drc.checkpoints row holds the backlog's last
 #              offset. Capture, relay (fsync'd log) and apply all run, on this
 #              machine, inside the timed window.
@@ -42,8 +42,10 @@
 #   BENCH_SECONDS=30            sysbench run --time
 #   BENCH_THREADS=16            sysbench run --threads
 #   BENCH_NATIVE_THREADS=4      slave_parallel_threads of the native replica
-#   BENCH_DRC_PARALLEL=4        the MySQL sink's `parallel`
-#   BENCH_DRC_GROUP_ROWS=500    the MySQL sink's `group_rows`
+#   BENCH_DRC_PARALLEL=2        the MySQL sink's `parallel` (2: the best of 2, 3
+#                               and 4 on a 2-core machine, see BENCHMARKS.md)
+#   BENCH_DRC_GROUP_ROWS=4000   the MySQL sink's `group_rows`
+#   BENCH_DRC_BATCH_ROWS=20000  the applier's `max_batch_rows`
 #   BENCH_TIMEOUT=900           seconds before an apply is given up
 #   BENCH_DRC_LOG=info          DRC_LOG of `drc run` (its log is logs/drc-run.log)
 #   BENCH_KEEP=0                1 keeps the temp dir (and prints where it is)
@@ -62,8 +64,8 @@ TABLE_SIZE="${BENCH_TABLE_SIZE:-100000}"
 SECONDS_RUN="${BENCH_SECONDS:-30}"
 THREADS="${BENCH_THREADS:-16}"
 NATIVE_THREADS="${BENCH_NATIVE_THREADS:-4}"
-DRC_PARALLEL="${BENCH_DRC_PARALLEL:-4}"
-DRC_GROUP_ROWS="${BENCH_DRC_GROUP_ROWS:-500}"
+DRC_PARALLEL="${BENCH_DRC_PARALLEL:-2}"
+DRC_GROUP_ROWS="${BENCH_DRC_GROUP_ROWS:-4000}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
 KEEP="${BENCH_KEEP:-0}"
 TARGET="3"
@@ -215,6 +217,7 @@ relay = { url = "http://127.0.0.1:$RELAY_PORT", insecure_plaintext = true }
 [[apply]]
 stream = "a.bench"
 subscriber = "apply-b"
+max_batch_rows = ${BENCH_DRC_BATCH_ROWS:-20000}
 relay = { url = "http://127.0.0.1:$RELAY_PORT", insecure_plaintext = true }
 sink = { kind = "mysql", url = "mysql://root@127.0.0.1:$DST_PORT", parallel = $DRC_PARALLEL, group_rows = $DRC_GROUP_ROWS, check_before_image = ${BENCH_DRC_CHECK_IMAGE:-true} }
 EOF

@@ -86,7 +86,9 @@ pub struct TableMeta {
 /// Tables looked up so far, keyed by (schema, table) as the stream names them.
 #[derive(Debug, Default)]
 pub struct MetaCache {
-    tables: HashMap<(String, String), Arc<TableMeta>>,
+    /// Schema, then table: looked up by `&str`, with no allocation (it is
+    /// asked several times for every row change).
+    tables: HashMap<String, HashMap<String, Arc<TableMeta>>>,
 }
 
 impl MetaCache {
@@ -96,7 +98,7 @@ impl MetaCache {
     }
 
     pub fn get(&self, schema: &str, table: &str) -> Option<&Arc<TableMeta>> {
-        self.tables.get(&(schema.to_owned(), table.to_owned()))
+        self.tables.get(schema)?.get(table)
     }
 
     pub fn contains(&self, schema: &str, table: &str) -> bool {
@@ -105,7 +107,9 @@ impl MetaCache {
 
     pub fn insert(&mut self, schema: &str, table: &str, meta: TableMeta) {
         self.tables
-            .insert((schema.to_owned(), table.to_owned()), Arc::new(meta));
+            .entry(schema.to_owned())
+            .or_default()
+            .insert(table.to_owned(), Arc::new(meta));
     }
 }
 

@@ -4,7 +4,7 @@
 //! Two ways to apply a run of source transactions:
 //!
 //! - [`Writer::apply_fast`] merges the run's row changes, across source
-//!   transactions, into few statements ([`Planner`]: multi-row INSERTs,
+//!   transactions, into few statements (`Planner`: multi-row INSERTs,
 //!   UPDATEs with a `CASE` per set column, DELETEs with one match per row,
 //!   each row still found by its own key and before image), writes them
 //!   into as few multi-statement packets as the target's
@@ -90,6 +90,11 @@ struct Planned {
     sql: String,
     expect: u64,
 }
+
+/// Longest a group that went ahead of the earlier groups it depends on
+/// waits for them to commit before it gives up (see
+/// [`Writer::apply_fast_after`]).
+pub const EARLIER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most rows in one merged UPDATE or DELETE (each row is a `WHEN` of every
 /// `CASE` and an `OR` of the `WHERE`).
@@ -199,8 +204,8 @@ struct Planner<'c> {
 }
 
 impl<'c> Planner<'c> {
-    fn add(&mut self, c: &'c pb::RowChange, keys: &[u64], item: Item<'c>) {
-        let own = keys::table_key(&c.schema.to_lowercase(), &c.table.to_lowercase());
+    /// Adds a row change with its dependency keys and its table's key.
+    fn add(&mut self, c: &'c pb::RowChange, own: u64, keys: &[u64], item: Item<'c>) {
         let whole_table = keys.contains(&own);
         // The latest statement this change must come after.
         let mut after = self.last_key.get(&own).copied();
@@ -291,14 +296,54 @@ impl<'a> Writer<'a> {
         stream: &str,
         txns: &[(u64, &pb::Transaction)],
     ) -> Result<Fast> {
-        let planned = self.plan(stream, txns)?;
+        self.apply_fast_after(conn, stream, txns, &[], async { Ok(()) })
+            .await
+    }
+
+    /// The fast path of a group that shares the dependency keys `shared`
+    /// with earlier groups, not all committed yet: the statements that
+    /// touch none of those rows (nor, through their own keys, any statement
+    /// that does) run first; then `earlier` (the wait for those groups to
+    /// commit); then the rest, in their order. Only statements on other
+    /// rows move ahead, so per row the order is the source's. A wait past
+    /// [`EARLIER_PATIENCE`] is a surprise: the caller rolls back, letting go
+    /// of its locks in case an earlier group waits on one of them.
+    pub async fn apply_fast_after(
+        &self,
+        conn: &mut Conn,
+        stream: &str,
+        txns: &[(u64, &pb::Transaction)],
+        shared: &[u64],
+        earlier: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<Fast> {
+        let (planned, split) = self.plan(stream, txns, shared)?;
         let statements = planned.len() as u64;
+        if let Some(why) = self.send(conn, &planned[..split]).await? {
+            return Ok(Fast::Surprise(why));
+        }
+        if tokio::time::timeout(EARLIER_PATIENCE, earlier)
+            .await
+            .is_err()
+        {
+            return Ok(Fast::Surprise(format!(
+                "the earlier groups it depends on did not commit within {EARLIER_PATIENCE:?}"
+            )));
+        }
+        if let Some(why) = self.send(conn, &planned[split..]).await? {
+            return Ok(Fast::Surprise(why));
+        }
+        Ok(Fast::Applied(statements))
+    }
+
+    /// Sends `planned` in as few multi-statement packets as fit; `Some(why)`
+    /// on a surprise.
+    async fn send(&self, conn: &mut Conn, planned: &[Planned]) -> Result<Option<String>> {
         let mut packet = String::new();
         let mut expect: Vec<u64> = Vec::new();
         for p in planned {
             if !packet.is_empty() && packet.len() + p.sql.len() + 1 > self.max_statement_bytes {
                 if let Some(why) = exec_multi(conn, std::mem::take(&mut packet), &expect).await? {
-                    return Ok(Fast::Surprise(why));
+                    return Ok(Some(why));
                 }
                 expect.clear();
             }
@@ -310,10 +355,10 @@ impl<'a> Writer<'a> {
         }
         if !packet.is_empty() {
             if let Some(why) = exec_multi(conn, packet, &expect).await? {
-                return Ok(Fast::Surprise(why));
+                return Ok(Some(why));
             }
         }
-        Ok(Fast::Applied(statements))
+        Ok(None)
     }
 
     /// The statements of the fast path, merged across the run's
@@ -321,8 +366,25 @@ impl<'a> Writer<'a> {
     /// columns become multi-row INSERTs, updates of one table that set the
     /// same columns one UPDATE with a `CASE` per column, deletes from one
     /// table one DELETE, each row still found by its own match.
-    fn plan(&self, stream: &str, txns: &[(u64, &pb::Transaction)]) -> Result<Vec<Planned>> {
-        let mut planner = Planner::default();
+    ///
+    /// Returns the statements and where the ones that wait for the earlier
+    /// groups start: the row changes that touch a key of `shared` (rows of
+    /// earlier groups), and every later one that shares a key with those,
+    /// are planned after the others.
+    fn plan(
+        &self,
+        stream: &str,
+        txns: &[(u64, &pb::Transaction)],
+        shared: &[u64],
+    ) -> Result<(Vec<Planned>, usize)> {
+        // Changes that touch rows of the earlier groups (the keys `shared`),
+        // and, in order, every change sharing a key with one of those, wait;
+        // the others go first. A table's key counts for every change of
+        // the table.
+        let mut first = Planner::default();
+        let mut then = Planner::default();
+        let mut tainted: HashSet<u64> = shared.iter().copied().collect();
+        let mut tainted_tables: HashSet<u64> = HashSet::new();
         let mut keys = Vec::new();
         for (offset, txn) in txns {
             let ctx = Ctx::of(stream, *offset, txn);
@@ -336,25 +398,50 @@ impl<'a> Writer<'a> {
                     self.meta.get(&c.schema, &c.table).map(|m| &**m),
                     &mut keys,
                 );
+                let own = keys::table_key(&c.schema.to_lowercase(), &c.table.to_lowercase());
                 let item = match c.op() {
                     pb::Op::Insert => Item::Insert(ctx, c),
                     pb::Op::Update => self.update_item(ctx, c)?,
                     pb::Op::Delete => self.delete_item(ctx, c)?,
                     pb::Op::Unspecified => return Err(no_op(ctx, c)),
                 };
-                planner.add(c, &keys, item);
+                let meta = self.meta.get(&c.schema, &c.table);
+                // A unique key besides the primary key: its duplicate checks
+                // take gap locks on rows the keys do not name, which an
+                // earlier group may need; such changes wait too.
+                let gap_locks = meta.is_none_or(|m| m.key_lists.len() > 1);
+                let waits = !tainted.is_empty()
+                    && (gap_locks
+                        || keys
+                            .iter()
+                            .any(|k| tainted.contains(k) || tainted_tables.contains(k))
+                        || tainted.contains(&own)
+                        || (keys.contains(&own) && tainted_tables.contains(&own)));
+                if waits {
+                    tainted.extend(keys.iter().copied());
+                    tainted_tables.insert(own);
+                    then.add(c, own, &keys, item);
+                } else {
+                    first.add(c, own, &keys, item);
+                }
             }
         }
-        let mut out = Vec::with_capacity(planner.statements.len());
-        for g in planner.statements {
-            match g {
-                Gather::Insert(rows) => self.plan_inserts(&rows, &mut out)?,
-                Gather::Update(rows) => self.plan_merged(&rows, true, &mut out)?,
-                Gather::Delete(rows) => self.plan_merged(&rows, false, &mut out)?,
-                Gather::One(p) => out.push(p),
+        let mut out = Vec::with_capacity(first.statements.len() + then.statements.len());
+        let mut split = 0;
+        for (n, planner) in [first, then].into_iter().enumerate() {
+            for g in planner.statements {
+                match g {
+                    Gather::Insert(rows) => self.plan_inserts(&rows, &mut out)?,
+                    Gather::Update(rows) => self.plan_merged(&rows, true, &mut out)?,
+                    Gather::Delete(rows) => self.plan_merged(&rows, false, &mut out)?,
+                    Gather::One(p) => out.push(p),
+                }
+            }
+            if n == 0 {
+                split = out.len();
             }
         }
-        Ok(out)
+        Ok((out, split))
     }
 
     /// An UPDATE as the planner takes it: a row that may join others, or a
