@@ -96,6 +96,7 @@ mod errors;
 pub mod keys;
 pub mod meta;
 pub mod parallel;
+mod planner;
 pub mod sql;
 mod triggers;
 pub mod write;
