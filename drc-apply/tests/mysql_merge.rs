@@ -8,14 +8,12 @@
 
 mod common;
 
-use common::shared_keys::{Model, SCHEMA};
+use common::shared_keys::write_workload;
 use common::{assert_same, batches, capture_all, config, start};
 use drc_apply::sink::mysql::{ConflictPolicy, MySqlSink};
 use drc_apply::Sink;
 use drc_proto::v1 as pb;
 use drc_tests::{skip, MariaDb, MariaDbOptions};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 fn row_changes(txns: &[pb::Transaction]) -> u64 {
     txns.iter().map(|t| t.changes.len() as u64).sum()
@@ -56,16 +54,7 @@ async fn merged_statements_keep_row_order_unique_keys_and_foreign_keys() {
     let Some(src) = start() else {
         skip!("mariadbd is not installed");
     };
-    src.exec(SCHEMA).await.expect("schema");
-    let mut rng = StdRng::seed_from_u64(720_261_201);
-    let mut model = Model::default();
-    for _ in 0..600 {
-        let n = rng.gen_range(1..=4);
-        let stmts: Vec<String> = (0..n).map(|_| model.statement(&mut rng)).collect();
-        src.exec(&format!("START TRANSACTION; {}; COMMIT", stmts.join("; ")))
-            .await
-            .expect("source transaction");
-    }
+    write_workload(&src, 720_261_201, 600).await;
     let txns = capture_all(&src).await;
     let changes = row_changes(&txns);
     for parallel in [1, 4] {

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::shared_keys::{Model, SCHEMA};
+use common::shared_keys::{write_workload, SCHEMA};
 use common::{
     assert_same, batch, batches, capture_all, config, del, ins, rows_of, start, txn, upd,
 };
@@ -20,8 +20,6 @@ use drc_apply::sink::mysql::{ConflictPolicy, MySqlSink};
 use drc_apply::{ApplyError, Sink};
 use drc_tests::{skip, MariaDb, MariaDbOptions};
 use mysql_async::prelude::Queryable;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_groups_keep_row_order_foreign_keys_and_triggers() {
@@ -29,16 +27,7 @@ async fn parallel_groups_keep_row_order_foreign_keys_and_triggers() {
         skip!("mariadbd is not installed");
     };
     let dst = MariaDb::start(MariaDbOptions::default()).expect("start target");
-    src.exec(SCHEMA).await.expect("schema");
-    let mut rng = StdRng::seed_from_u64(20261201);
-    let mut model = Model::default();
-    for _ in 0..400 {
-        let n = rng.gen_range(1..=4);
-        let stmts: Vec<String> = (0..n).map(|_| model.statement(&mut rng)).collect();
-        src.exec(&format!("START TRANSACTION; {}; COMMIT", stmts.join("; ")))
-            .await
-            .expect("source transaction");
-    }
+    write_workload(&src, 20261201, 400).await;
     let txns = capture_all(&src).await;
     assert!(txns.len() > 400, "captured {}", txns.len());
 

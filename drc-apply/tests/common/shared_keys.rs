@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use drc_tests::MariaDb;
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 pub const SCHEMA: &str = "CREATE DATABASE pw;
     CREATE TABLE pw.p (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, UNIQUE KEY (name)) ENGINE=InnoDB;
@@ -100,5 +101,20 @@ impl Model {
                 _ => {}
             }
         }
+    }
+}
+
+/// Creates the schema on `src` and commits `n` random transactions of 1 to
+/// 4 statements each (seeded, so every run writes the same).
+pub async fn write_workload(src: &MariaDb, seed: u64, n: usize) {
+    src.exec(SCHEMA).await.expect("schema");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut model = Model::default();
+    for _ in 0..n {
+        let k = rng.gen_range(1..=4);
+        let stmts: Vec<String> = (0..k).map(|_| model.statement(&mut rng)).collect();
+        src.exec(&format!("START TRANSACTION; {}; COMMIT", stmts.join("; ")))
+            .await
+            .expect("source transaction");
     }
 }

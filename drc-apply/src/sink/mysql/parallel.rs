@@ -90,6 +90,36 @@ pub struct Group<'b> {
     /// The dependency keys it shares with earlier groups, each with the
     /// latest earlier group holding it.
     pub shared: Vec<(u64, usize)>,
+    /// The dependency keys of each of its row changes, computed once for
+    /// the dependencies and the statement planner.
+    pub keys: ChangeKeys,
+}
+
+/// The dependency keys ([`keys::change_keys`]) of a group's row changes, in
+/// order, counted across its transactions.
+#[derive(Debug, Default)]
+pub struct ChangeKeys {
+    flat: Vec<u64>,
+    ends: Vec<usize>,
+}
+
+impl ChangeKeys {
+    fn of_group(txns: &[(u64, &pb::Transaction)], meta: &MetaCache) -> Self {
+        let mut k = ChangeKeys::default();
+        for (_, txn) in txns {
+            for c in &txn.changes {
+                keys::change_keys(c, meta.get(&c.schema, &c.table).map(|m| &**m), &mut k.flat);
+                k.ends.push(k.flat.len());
+            }
+        }
+        k
+    }
+
+    /// The keys of row change `i` of the group.
+    pub fn of(&self, i: usize) -> &[u64] {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        &self.flat[start..self.ends[i]]
+    }
 }
 
 /// Cuts `txns` (all after offset `after`) into groups of at most `max_rows`
@@ -134,20 +164,15 @@ pub fn groups<'b>(
     if let Some(last) = out.last_mut() {
         last.checkpoint = last.checkpoint.max(last_checkpoint);
     }
+    for g in &mut out {
+        g.keys = ChangeKeys::of_group(g.txns, meta);
+    }
     if out.len() > 1 {
         let mut last_writer: HashMap<u64, usize> = HashMap::new();
         let mut keys_buf = Vec::new();
         for (k, g) in out.iter_mut().enumerate() {
             keys_buf.clear();
-            for (_, txn) in g.txns {
-                for c in &txn.changes {
-                    keys::change_keys(
-                        c,
-                        meta.get(&c.schema, &c.table).map(|m| &**m),
-                        &mut keys_buf,
-                    );
-                }
-            }
+            keys_buf.extend_from_slice(&g.keys.flat);
             keys_buf.sort_unstable();
             keys_buf.dedup();
             for key in &keys_buf {
@@ -170,6 +195,7 @@ fn group<'b>(txns: &'b [(u64, &'b pb::Transaction)]) -> Group<'b> {
         origin: txns.first().map_or("", |(_, t)| t.origin.as_str()),
         after: None,
         shared: Vec::new(),
+        keys: ChangeKeys::default(),
     }
 }
 
@@ -320,7 +346,7 @@ async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
                 .collect();
             let applied = sh
                 .writer
-                .apply_fast_after(conn, sh.stream, g.txns, &shared, earlier)
+                .apply_fast_after(conn, sh.stream, g.txns, &g.keys, &shared, earlier)
                 .await;
             let outcome = match applied {
                 // A change the target refuses is judged in serial apply, so
@@ -364,7 +390,11 @@ async fn worker(sh: &Shared<'_, '_>, conn: &mut Conn) -> Result<()> {
             // Serial apply: every earlier group has committed.
             sh.wait(&mut rx, || sh.all_before(k, is_committed)).await?;
             begin(conn).await?;
-            match sh.writer.apply_fast(conn, sh.stream, g.txns).await? {
+            match sh
+                .writer
+                .apply_fast(conn, sh.stream, g.txns, &g.keys)
+                .await?
+            {
                 Fast::Applied(n) => {
                     sh.statements.fetch_add(n, Ordering::Relaxed);
                 }

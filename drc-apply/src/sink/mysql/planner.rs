@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use drc_proto::v1 as pb;
 
+use super::parallel::ChangeKeys;
 use super::sql::{self, ColVal, RowMatch};
 use super::write::{
     definite, image, match_columns, no_op, same_insert_shape, Ctx, Planned, Writer,
@@ -217,6 +218,7 @@ impl Writer<'_> {
         &self,
         stream: &str,
         txns: &[(u64, &pb::Transaction)],
+        change_keys: &ChangeKeys,
         shared: &[u64],
     ) -> Result<(Vec<Planned>, usize)> {
         // Changes that touch rows of the earlier groups (the keys `shared`),
@@ -227,19 +229,15 @@ impl Writer<'_> {
         let mut then = Planner::default();
         let mut tainted: HashSet<u64> = shared.iter().copied().collect();
         let mut tainted_tables: HashSet<u64> = HashSet::new();
-        let mut keys = Vec::new();
+        let mut n = 0;
         for (offset, txn) in txns {
             let ctx = Ctx::of(stream, *offset, txn);
             for c in &txn.changes {
+                let keys = change_keys.of(n);
+                n += 1;
                 if c.schema.eq_ignore_ascii_case(checkpoint::SCHEMA) {
                     continue;
                 }
-                keys.clear();
-                keys::change_keys(
-                    c,
-                    self.meta.get(&c.schema, &c.table).map(|m| &**m),
-                    &mut keys,
-                );
                 let own = keys::table_key(&c.schema.to_lowercase(), &c.table.to_lowercase());
                 let item = match c.op() {
                     pb::Op::Insert => Item::Insert(ctx, c),
@@ -247,11 +245,13 @@ impl Writer<'_> {
                     pb::Op::Delete => self.delete_item(ctx, c)?,
                     pb::Op::Unspecified => return Err(no_op(ctx, c)),
                 };
-                let meta = self.meta.get(&c.schema, &c.table);
                 // A unique key besides the primary key: its duplicate checks
                 // take gap locks on rows the keys do not name, which an
                 // earlier group may need; such changes wait too.
-                let gap_locks = meta.is_none_or(|m| m.key_lists.len() > 1);
+                let gap_locks = self
+                    .meta
+                    .get(&c.schema, &c.table)
+                    .is_none_or(|m| m.key_lists.len() > 1);
                 let waits = !tainted.is_empty()
                     && (gap_locks
                         || keys
@@ -262,9 +262,9 @@ impl Writer<'_> {
                 if waits {
                     tainted.extend(keys.iter().copied());
                     tainted_tables.insert(own);
-                    then.add(c, own, &keys, item);
+                    then.add(c, own, keys, item);
                 } else {
-                    first.add(c, own, &keys, item);
+                    first.add(c, own, keys, item);
                 }
             }
         }

@@ -35,6 +35,7 @@ use pb::value::Kind;
 
 use super::conflict::{self, ConflictKind, ConflictPolicy, ConflictRecord};
 use super::meta::MetaCache;
+use super::parallel::ChangeKeys;
 use super::sql::{self, ColVal, Flavor, RowMatch};
 use super::{checkpoint, row_error, server_code, MySqlSinkConfig, SINK_NAME};
 use crate::error::{ApplyError, Result};
@@ -130,8 +131,9 @@ impl<'a> Writer<'a> {
         conn: &mut Conn,
         stream: &str,
         txns: &[(u64, &pb::Transaction)],
+        keys: &ChangeKeys,
     ) -> Result<Fast> {
-        self.apply_fast_after(conn, stream, txns, &[], async { Ok(()) })
+        self.apply_fast_after(conn, stream, txns, keys, &[], async { Ok(()) })
             .await
     }
 
@@ -148,10 +150,11 @@ impl<'a> Writer<'a> {
         conn: &mut Conn,
         stream: &str,
         txns: &[(u64, &pb::Transaction)],
+        keys: &ChangeKeys,
         shared: &[u64],
         earlier: impl std::future::Future<Output = Result<()>>,
     ) -> Result<Fast> {
-        let (planned, split) = self.plan(stream, txns, shared)?;
+        let (planned, split) = self.plan(stream, txns, keys, shared)?;
         let statements = planned.len() as u64;
         if let Some(why) = self.send(conn, &planned[..split]).await? {
             return Ok(Fast::Surprise(why));
