@@ -7,10 +7,11 @@
 //! - **duplicate**: an INSERT hit an existing primary or unique key
 //!   (`ER_DUP_ENTRY`).
 //!
-//! Not detected yet: **differs**, a target row that exists but is not the
-//! change's before image. Rows are matched on their primary key (the whole
-//! before image only for tables without one), so a row changed on both sides
-//! is overwritten by the later apply without a record.
+//! - **differs** (with `check_before_image`, the default): the row with the
+//!   change's primary key exists but is not the change's before image (a
+//!   row changed on both sides).
+//!
+//! The [`Writer`] methods here handle a conflict the slow path met.
 //!
 //! What the policy does ([`ConflictPolicy`]), always inside the batch's
 //! target transaction, so a record is committed with the data it describes:
@@ -20,6 +21,8 @@
 //! | duplicate | roll back, error    | record, skip    | record, upsert the after image       |
 //! | missing (UPDATE) | roll back, error | record, skip | record, insert the after image     |
 //! | missing (DELETE) | roll back, error | record, skip | record (the row is already gone)   |
+//! | differs (UPDATE) | roll back, error | record, skip | record, update by primary key      |
+//! | differs (DELETE) | roll back, error | record, skip | record, delete by primary key      |
 //!
 //! Each record is a row of `drc.conflicts`: stream, offset and GTID of the
 //! source transaction, table, operation, kind, policy, and the before, after
@@ -32,7 +35,12 @@ use pb::value::Kind;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
-use super::sql::{format_date, format_datetime, format_time, format_timestamp, hex_lower};
+use super::row_error;
+use super::sql::{
+    self, format_date, format_datetime, format_time, format_timestamp, hex_lower, ColVal,
+};
+use super::write::{conflict_error, definite, image, value_kind, written_columns, Ctx, Writer};
+use crate::error::Result;
 
 /// What the sink does when a change conflicts with the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -189,4 +197,148 @@ pub fn target_row_json(row: &mysql_async::Row) -> Json {
         map.insert(col.name_str().into_owned(), value);
     }
     Json::Object(map)
+}
+
+impl Writer<'_> {
+    /// Handles a conflict under the configured policy (see the module docs).
+    pub(super) async fn conflict(
+        &self,
+        conn: &mut Conn,
+        ctx: Ctx<'_>,
+        c: &pb::RowChange,
+        kind: ConflictKind,
+    ) -> Result<()> {
+        let policy = self.config.conflict_policy;
+        if policy == ConflictPolicy::Fail {
+            return Err(conflict_error(ctx, c, kind));
+        }
+        let table = sql::table_ref(&c.schema, &c.table);
+        let record = self.config.record_conflicts;
+        let target_image = match kind {
+            _ if !record => None,
+            ConflictKind::Duplicate => self.target_image(conn, ctx, c, c.after.as_ref()).await?,
+            ConflictKind::Differs => self.target_image(conn, ctx, c, c.before.as_ref()).await?,
+            ConflictKind::Missing => None,
+        };
+        let mut message = format!(
+            "{} {} on {}.{}",
+            op_name(c.op()),
+            kind.as_str(),
+            c.schema,
+            c.table
+        );
+        if policy == ConflictPolicy::Overwrite {
+            match (c.op(), kind) {
+                (pb::Op::Insert, ConflictKind::Duplicate)
+                | (pb::Op::Update, ConflictKind::Missing) => {
+                    self.upsert_after(conn, ctx, c).await?;
+                    message.push_str(": after image written");
+                }
+                (pb::Op::Update, ConflictKind::Differs) => {
+                    self.by_key_only(conn, ctx, c).await?;
+                    message.push_str(": after image written");
+                }
+                (pb::Op::Delete, ConflictKind::Differs) => {
+                    self.by_key_only(conn, ctx, c).await?;
+                    message.push_str(": target row deleted");
+                }
+                (pb::Op::Update, ConflictKind::Duplicate) => {
+                    message.push_str(": update skipped (another row holds the key)");
+                }
+                _ => message.push_str(": nothing to do"),
+            }
+        } else {
+            message.push_str(": skipped");
+        }
+        if !record {
+            return Ok(());
+        }
+        tracing::warn!(offset = ctx.offset, table = %table, kind = kind.as_str(), policy = policy.as_str(), "mysql sink: conflict");
+        drc_obs::apply_conflict(ctx.stream, "mysql", kind.as_str());
+        let rec = ConflictRecord {
+            stream: ctx.stream,
+            offset: ctx.offset,
+            gtid: ctx.gtid,
+            change: c,
+            kind,
+            policy,
+            target_image,
+            message,
+        };
+        self::record(conn, &rec)
+            .await
+            .map_err(|e| super::classify(e, Some(ctx.offset), "record a conflict in drc.conflicts"))
+    }
+
+    /// UPDATE or DELETE matched by the primary key alone (overwriting a
+    /// target row that differs from the before image).
+    async fn by_key_only(&self, conn: &mut Conn, ctx: Ctx<'_>, c: &pb::RowChange) -> Result<()> {
+        let table = sql::table_ref(&c.schema, &c.table);
+        let stmt = if c.op() == pb::Op::Update {
+            self.update_sql(ctx, c, false)?
+        } else {
+            self.delete_sql(ctx, c, false)?
+        };
+        conn.query_drop(stmt)
+            .await
+            .map_err(|e| row_error(e, ctx, "overwrite", &table))
+    }
+
+    /// The target row holding the primary key of `row`, if the table has one
+    /// and the row exists.
+    pub(super) async fn target_image(
+        &self,
+        conn: &mut Conn,
+        ctx: Ctx<'_>,
+        c: &pb::RowChange,
+        row: Option<&pb::Row>,
+    ) -> Result<Option<serde_json::Value>> {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if c.primary_key.is_empty() {
+            return Ok(None);
+        }
+        let mut key = Vec::with_capacity(c.primary_key.len());
+        for &i in &c.primary_key {
+            let i = i as usize;
+            let (Some(col), Some(kind)) = (
+                c.columns.get(i),
+                row.values.get(i).and_then(|v| v.kind.as_ref()),
+            ) else {
+                return Ok(None);
+            };
+            key.push(ColVal {
+                name: &col.name,
+                kind,
+            });
+        }
+        let table = sql::table_ref(&c.schema, &c.table);
+        let stmt = sql::select_one(&table, &key, self.flavor)
+            .map_err(|m| definite(ctx, format!("select from {table}: {m}")))?;
+        let found: Option<mysql_async::Row> = conn
+            .query_first(stmt)
+            .await
+            .map_err(|e| row_error(e, ctx, "select from", &table))?;
+        Ok(found.as_ref().map(target_row_json))
+    }
+
+    /// Inserts the after image, replacing the row that holds its key.
+    async fn upsert_after(&self, conn: &mut Conn, ctx: Ctx<'_>, c: &pb::RowChange) -> Result<()> {
+        let table = sql::table_ref(&c.schema, &c.table);
+        let after = image(ctx, c, c.after.as_ref(), "after")?;
+        let cols = written_columns(ctx, c, after, self.generated(c))?;
+        let names: Vec<&str> = cols.iter().map(|&i| c.columns[i].name.as_str()).collect();
+        let mut stmt = sql::insert_head(&table, &names);
+        sql::push_row(
+            &mut stmt,
+            cols.iter().map(|&i| value_kind(after, i)),
+            self.flavor,
+        )
+        .map_err(|m| definite(ctx, format!("insert into {table}: {m}")))?;
+        sql::push_upsert_tail(&mut stmt, &names);
+        conn.query_drop(stmt)
+            .await
+            .map_err(|e| row_error(e, ctx, "upsert into", &table))
+    }
 }

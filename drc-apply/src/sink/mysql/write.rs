@@ -33,7 +33,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use pb::value::Kind;
 
-use super::conflict::{self, ConflictKind, ConflictPolicy, ConflictRecord};
+use super::conflict::{self, ConflictKind, ConflictPolicy};
 use super::meta::MetaCache;
 use super::parallel::ChangeKeys;
 use super::sql::{self, ColVal, Flavor, RowMatch};
@@ -297,7 +297,12 @@ impl<'a> Writer<'a> {
         })
     }
 
-    fn update_sql(&self, ctx: Ctx<'_>, c: &pb::RowChange, with_image: bool) -> Result<String> {
+    pub(super) fn update_sql(
+        &self,
+        ctx: Ctx<'_>,
+        c: &pb::RowChange,
+        with_image: bool,
+    ) -> Result<String> {
         let table = sql::table_ref(&c.schema, &c.table);
         let parts = self.update_parts(ctx, c, with_image)?;
         sql::update(&table, &parts.set, parts.row_match(), self.flavor)
@@ -449,148 +454,6 @@ impl<'a> Writer<'a> {
             Err(e) => Err(row_error(e, ctx, what, &table)),
         }
     }
-
-    /// Handles a conflict under the configured policy (see [`conflict`]).
-    async fn conflict(
-        &self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        c: &pb::RowChange,
-        kind: ConflictKind,
-    ) -> Result<()> {
-        let policy = self.config.conflict_policy;
-        if policy == ConflictPolicy::Fail {
-            return Err(conflict_error(ctx, c, kind));
-        }
-        let table = sql::table_ref(&c.schema, &c.table);
-        let record = self.config.record_conflicts;
-        let target_image = match kind {
-            _ if !record => None,
-            ConflictKind::Duplicate => self.target_image(conn, ctx, c, c.after.as_ref()).await?,
-            ConflictKind::Differs => self.target_image(conn, ctx, c, c.before.as_ref()).await?,
-            ConflictKind::Missing => None,
-        };
-        let mut message = format!(
-            "{} {} on {}.{}",
-            conflict::op_name(c.op()),
-            kind.as_str(),
-            c.schema,
-            c.table
-        );
-        if policy == ConflictPolicy::Overwrite {
-            match (c.op(), kind) {
-                (pb::Op::Insert, ConflictKind::Duplicate)
-                | (pb::Op::Update, ConflictKind::Missing) => {
-                    self.upsert_after(conn, ctx, c).await?;
-                    message.push_str(": after image written");
-                }
-                (pb::Op::Update, ConflictKind::Differs) => {
-                    self.by_key_only(conn, ctx, c).await?;
-                    message.push_str(": after image written");
-                }
-                (pb::Op::Delete, ConflictKind::Differs) => {
-                    self.by_key_only(conn, ctx, c).await?;
-                    message.push_str(": target row deleted");
-                }
-                (pb::Op::Update, ConflictKind::Duplicate) => {
-                    message.push_str(": update skipped (another row holds the key)");
-                }
-                _ => message.push_str(": nothing to do"),
-            }
-        } else {
-            message.push_str(": skipped");
-        }
-        if !record {
-            return Ok(());
-        }
-        tracing::warn!(offset = ctx.offset, table = %table, kind = kind.as_str(), policy = policy.as_str(), "mysql sink: conflict");
-        drc_obs::apply_conflict(ctx.stream, "mysql", kind.as_str());
-        let rec = ConflictRecord {
-            stream: ctx.stream,
-            offset: ctx.offset,
-            gtid: ctx.gtid,
-            change: c,
-            kind,
-            policy,
-            target_image,
-            message,
-        };
-        conflict::record(conn, &rec)
-            .await
-            .map_err(|e| super::classify(e, Some(ctx.offset), "record a conflict in drc.conflicts"))
-    }
-
-    /// UPDATE or DELETE matched by the primary key alone (overwriting a
-    /// target row that differs from the before image).
-    async fn by_key_only(&self, conn: &mut Conn, ctx: Ctx<'_>, c: &pb::RowChange) -> Result<()> {
-        let table = sql::table_ref(&c.schema, &c.table);
-        let stmt = if c.op() == pb::Op::Update {
-            self.update_sql(ctx, c, false)?
-        } else {
-            self.delete_sql(ctx, c, false)?
-        };
-        conn.query_drop(stmt)
-            .await
-            .map_err(|e| row_error(e, ctx, "overwrite", &table))
-    }
-
-    /// The target row holding the primary key of `row`, if the table has one
-    /// and the row exists.
-    async fn target_image(
-        &self,
-        conn: &mut Conn,
-        ctx: Ctx<'_>,
-        c: &pb::RowChange,
-        row: Option<&pb::Row>,
-    ) -> Result<Option<serde_json::Value>> {
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if c.primary_key.is_empty() {
-            return Ok(None);
-        }
-        let mut key = Vec::with_capacity(c.primary_key.len());
-        for &i in &c.primary_key {
-            let i = i as usize;
-            let (Some(col), Some(kind)) = (
-                c.columns.get(i),
-                row.values.get(i).and_then(|v| v.kind.as_ref()),
-            ) else {
-                return Ok(None);
-            };
-            key.push(ColVal {
-                name: &col.name,
-                kind,
-            });
-        }
-        let table = sql::table_ref(&c.schema, &c.table);
-        let stmt = sql::select_one(&table, &key, self.flavor)
-            .map_err(|m| definite(ctx, format!("select from {table}: {m}")))?;
-        let found: Option<mysql_async::Row> = conn
-            .query_first(stmt)
-            .await
-            .map_err(|e| row_error(e, ctx, "select from", &table))?;
-        Ok(found.as_ref().map(conflict::target_row_json))
-    }
-
-    /// Inserts the after image, replacing the row that holds its key.
-    async fn upsert_after(&self, conn: &mut Conn, ctx: Ctx<'_>, c: &pb::RowChange) -> Result<()> {
-        let table = sql::table_ref(&c.schema, &c.table);
-        let after = image(ctx, c, c.after.as_ref(), "after")?;
-        let cols = written_columns(ctx, c, after, self.generated(c))?;
-        let names: Vec<&str> = cols.iter().map(|&i| c.columns[i].name.as_str()).collect();
-        let mut stmt = sql::insert_head(&table, &names);
-        sql::push_row(
-            &mut stmt,
-            cols.iter().map(|&i| value_kind(after, i)),
-            self.flavor,
-        )
-        .map_err(|m| definite(ctx, format!("insert into {table}: {m}")))?;
-        sql::push_upsert_tail(&mut stmt, &names);
-        conn.query_drop(stmt)
-            .await
-            .map_err(|e| row_error(e, ctx, "upsert into", &table))
-    }
 }
 
 /// Sends `sql` (statements separated by `;`) and checks each statement's
@@ -703,7 +566,7 @@ pub(super) fn image<'a>(
 static ABSENT: Kind = Kind::Null(true);
 
 /// The value of column `i` (only called for present columns).
-fn value_kind(row: &pb::Row, i: usize) -> &Kind {
+pub(super) fn value_kind(row: &pb::Row, i: usize) -> &Kind {
     row.values
         .get(i)
         .and_then(|v| v.kind.as_ref())
@@ -712,7 +575,7 @@ fn value_kind(row: &pb::Row, i: usize) -> &Kind {
 
 /// Indexes of the columns of `row` to write: present in the image and not
 /// generated in the target.
-fn written_columns(
+pub(super) fn written_columns(
     ctx: Ctx<'_>,
     c: &pb::RowChange,
     row: &pb::Row,
@@ -826,7 +689,7 @@ pub(super) fn definite(ctx: Ctx<'_>, message: String) -> ApplyError {
     }
 }
 
-fn conflict_error(ctx: Ctx<'_>, c: &pb::RowChange, kind: ConflictKind) -> ApplyError {
+pub(super) fn conflict_error(ctx: Ctx<'_>, c: &pb::RowChange, kind: ConflictKind) -> ApplyError {
     let what = match kind {
         ConflictKind::Missing => "the row is missing",
         ConflictKind::Duplicate => "the key is taken",
