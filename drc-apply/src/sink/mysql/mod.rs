@@ -92,6 +92,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod conflict;
+mod ddl;
 mod errors;
 pub mod keys;
 pub mod meta;
@@ -112,11 +113,11 @@ use crate::sink::{Batch, Checkpoint, Sink, SinkGuarantees};
 
 pub use config::MySqlSinkConfig;
 pub use conflict::{ConflictKind, ConflictPolicy};
-use errors::{classify, classify_with_message, is_transient, row_error, server_code};
+use errors::{classify, is_transient, row_error, server_code};
 use meta::MetaCache;
 use parallel::{begin, commit};
 use sql::Flavor;
-use write::{Ctx, Writer};
+use write::Writer;
 
 pub use write::MAX_ROWS_PER_INSERT;
 
@@ -140,15 +141,6 @@ const SESSION_SETUP: [&str; 4] = [
 
 /// How long the sink waits for another session's lock of its stream.
 const STREAM_LOCK_WAIT_S: u32 = 10;
-
-/// `ER_BAD_DB_ERROR`: unknown database.
-const ER_BAD_DB_ERROR: u16 = 1049;
-
-/// DDL errors meaning the DDL has been applied already: database exists
-/// (1007), database does not exist (1008), table exists (1050), unknown table
-/// (1051), duplicate column (1060), duplicate key name (1061), cannot drop
-/// column or key (1091).
-const DDL_ALREADY_APPLIED: [u16; 7] = [1007, 1008, 1050, 1051, 1060, 1061, 1091];
 
 /// Applies streams to a MySQL or MariaDB server; see the module docs.
 pub struct MySqlSink {
@@ -612,109 +604,6 @@ impl MySqlSink {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_ddl(
-        &mut self,
-        conn: &mut Conn,
-        stream: &str,
-        offset: u64,
-        txn: &pb::Transaction,
-        ddl: &pb::Ddl,
-        stored: u64,
-        checkpoint_offset: u64,
-        may_be_replay: bool,
-    ) -> Result<()> {
-        self.exec_ddl(
-            conn,
-            (stream, txn.origin.as_str()),
-            ddl,
-            offset,
-            may_be_replay,
-        )
-        .await?;
-        self.meta.clear();
-        let origin = self.origin(stream);
-        begin(conn).await?;
-        if !txn.changes.is_empty() {
-            self.resolve_tables(conn, &[(offset, txn)]).await?;
-            self.writer()
-                .apply_slow(conn, Ctx::of(stream, offset, txn), &txn.changes)
-                .await?;
-        }
-        checkpoint::cas(conn, stream, stored).await?;
-        checkpoint::write(
-            conn,
-            stream,
-            checkpoint_offset,
-            txn.position.as_ref(),
-            &origin,
-        )
-        .await
-        .map_err(|e| classify(e, None, "drc.checkpoints"))?;
-        commit(conn).await
-    }
-
-    async fn exec_ddl(
-        &mut self,
-        conn: &mut Conn,
-        (stream_name, origin): (&str, &str),
-        ddl: &pb::Ddl,
-        offset: u64,
-        may_be_replay: bool,
-    ) -> Result<()> {
-        let shown = abbreviate(&ddl.statement);
-        if !ddl.database.is_empty() {
-            let mut use_db = String::from("USE ");
-            sql::push_ident(&mut use_db, &ddl.database);
-            match conn.query_drop(use_db).await {
-                Ok(()) => {}
-                // The server names the database a CREATE/DROP DATABASE is
-                // about as its default database; such a statement (and any
-                // that ran on the source without it existing) does not
-                // depend on it.
-                Err(mysql_async::Error::Server(e)) if e.code == ER_BAD_DB_ERROR => {}
-                Err(e) => {
-                    return Err(classify(
-                        e,
-                        Some(offset),
-                        &format!("USE {} for DDL {shown}", ddl.database),
-                    ))
-                }
-            }
-        }
-        // The comment names the DDL's origin for the target's own capture
-        // (the server keeps it in its binlog).
-        let origin = if origin.is_empty() {
-            self.origin(stream_name)
-        } else {
-            origin.to_owned()
-        };
-        let statement = format!(
-            "{}{}",
-            drc_capture::origin::ddl_comment(&origin),
-            ddl.statement
-        );
-        match conn.query_drop(statement).await {
-            Ok(()) => Ok(()),
-            Err(mysql_async::Error::Server(e))
-                if may_be_replay && DDL_ALREADY_APPLIED.contains(&e.code) =>
-            {
-                tracing::warn!(
-                    offset,
-                    code = e.code,
-                    "mysql sink: DDL already applied (replayed after a stop between the DDL \
-                     and its checkpoint): {shown}"
-                );
-                Ok(())
-            }
-            Err(e) => Err(classify_with_message(
-                e,
-                Some(offset),
-                &format!("DDL {shown}"),
-            )),
-        }
-    }
-
     /// Reads what the sink must know of every table `txns` write (see
     /// [`meta`]) and guards their triggers, once per table until the next
     /// DDL. Runs outside any transaction.
@@ -800,16 +689,5 @@ impl Sink for MySqlSink {
                 Err(err)
             }
         }
-    }
-}
-
-/// The first line of `s`, cut to 200 characters.
-fn abbreviate(s: &str) -> String {
-    let line = s.trim().lines().next().unwrap_or_default();
-    let cut: String = line.chars().take(200).collect();
-    if cut.len() < s.trim().len() {
-        format!("{cut}…")
-    } else {
-        cut
     }
 }
