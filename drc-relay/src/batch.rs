@@ -187,8 +187,13 @@ impl StreamEncoder {
         Ok(StreamEncoder(enc))
     }
 
-    /// The stream's bytes for `plain`, up to a flush point.
+    /// The stream's bytes for `plain`, up to a flush point. Nothing for
+    /// nothing: a batch whose offsets were all filtered out leaves the
+    /// stream as it was.
     fn compress(&mut self, plain: &[u8]) -> Result<Vec<u8>> {
+        if plain.is_empty() {
+            return Ok(Vec::new());
+        }
         let err = |e: std::io::Error| RelayError::Corrupt(format!("zstd stream compression: {e}"));
         let mut out: Vec<u8> = Vec::with_capacity(plain.len() / 2 + 1024);
         let mut input = InBuffer::around(plain);
@@ -222,8 +227,13 @@ impl StreamDecoder {
     }
 
     /// The plain bytes of one batch's part of the stream, at most
-    /// `max_bytes`.
+    /// `max_bytes`. An empty part (a batch of filtered offsets only) is not
+    /// handed to zstd: the library counts calls that make no progress and
+    /// fails the stream after 16 of them in a row.
     fn decompress(&mut self, z: &[u8], max_bytes: usize) -> Result<Vec<u8>> {
+        if z.is_empty() {
+            return Ok(Vec::new());
+        }
         let err = |e: std::io::Error| RelayError::Corrupt(format!("zstd stream batch: {e}"));
         let mut out: Vec<u8> = Vec::new();
         let mut input = InBuffer::around(z);
@@ -558,6 +568,38 @@ mod tests {
             stream_bytes < frame_bytes,
             "the stream refers back across batches: {stream_bytes} vs {frame_bytes} bytes"
         );
+    }
+
+    /// Active-active subscriptions filter out whole runs of batches: their
+    /// empty parts must leave the stream readable, however many in a row.
+    #[test]
+    fn a_streaming_subscription_survives_long_runs_of_filtered_batches() {
+        let rows = records(11, 40);
+        let mut enc = Encoding::new(pb::Compression::ZstdStream).expect("encoder");
+        let mut dec = Decoding::default();
+        let mut next = 1u64;
+        for round in 0..3 {
+            for _ in 0..40 {
+                let mut b = BatchBuilder::new(next);
+                b.skip(next);
+                next += 1;
+                let batch = b.finish(&mut enc, next - 1).expect("finish");
+                assert!(batch.zstd_records.is_empty());
+                let got = dec.decode(batch, 1 << 20).expect("filtered batch");
+                assert!(got.records.is_empty());
+            }
+            let mut b = BatchBuilder::new(next);
+            let mut want = Vec::new();
+            for r in rows.iter().skip(round * 10).take(20) {
+                b.push(next, r.clone());
+                want.push((next, r.clone()));
+                next += 1;
+            }
+            let got = dec
+                .decode(b.finish(&mut enc, next - 1).expect("finish"), 1 << 20)
+                .expect("batch after the filtered run");
+            assert_eq!(got.records, want);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use drc_log::{Log, LogConfig, Offset};
 pub struct Proc {
     child: Child,
     name: &'static str,
+    log: std::path::PathBuf,
 }
 
 impl Proc {
@@ -36,7 +37,11 @@ impl Proc {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("spawn drc");
-        Proc { child, name }
+        Proc {
+            child,
+            name,
+            log: log.to_path_buf(),
+        }
     }
 
     pub fn kill9(&mut self) {
@@ -54,18 +59,29 @@ impl Proc {
             if let Ok(Some(status)) = self.child.try_wait() {
                 assert!(
                     status.success(),
-                    "{} exits 0 on SIGTERM: {status}",
-                    self.name
+                    "{} exits 0 on SIGTERM: {status}; the end of its log:\n{}",
+                    self.name,
+                    self.log_tail()
                 );
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not stop on SIGTERM",
-                self.name
+                "{} did not stop on SIGTERM; the end of its log:\n{}",
+                self.name,
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Proc {
+    /// The last lines of the process's log file, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 
