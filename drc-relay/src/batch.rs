@@ -168,7 +168,10 @@ impl std::fmt::Debug for Encoding {
 pub const STREAM_WINDOW_LOG: u32 = 24;
 
 /// zstd level of a streaming subscription: with long-distance matching,
-/// level 1 compresses these streams as well as level 3, and faster.
+/// level 1 compresses these streams as well as level 3, and faster. On the
+/// wan benchmark's backlog, levels 4 and 5 put 4% and 5% fewer bytes on the
+/// link for about twice the sender's CPU, and did not move the backlog
+/// sooner (BENCHMARKS.md, wan); level 7 and up make the sender the limit.
 pub const STREAM_LEVEL: i32 = 1;
 
 /// The sending half of a streaming subscription: one zstd stream, flushed at

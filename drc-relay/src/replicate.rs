@@ -29,9 +29,11 @@
 //! the offset, position and origin are kept, the changes never travel back
 //! to the region they came from.
 //!
-//! Periodically the task confirms its durable offset to the upstream under
-//! the configured subscriber name, so the upstream's retention keeps what
-//! this region has not copied yet.
+//! The task confirms its durable offset to the upstream under the
+//! configured subscriber name, at most once a second while batches arrive
+//! and once more when the link has been quiet for a second (a caught-up
+//! replica's last position), so the upstream's retention keeps what this
+//! region has not copied yet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,7 +225,25 @@ impl Link {
         let name = self.stream.name();
         let mut last_confirm = Instant::now();
         let mut confirmed = 0u64;
-        while let Some(batch) = rx.recv().await {
+        // The durable end not yet confirmed upstream.
+        let mut unconfirmed = 0u64;
+        loop {
+            // A replica that has caught up confirms its end once the link
+            // has been quiet for a while, not only with its next append.
+            let next = if unconfirmed > confirmed {
+                match tokio::time::timeout(CONFIRM_EVERY, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.confirm_upstream(unconfirmed);
+                        confirmed = unconfirmed;
+                        last_confirm = Instant::now();
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(batch) = next else { break };
             *backoff = config::BACKOFF_MIN;
             let mut upstream_last = batch.last_offset;
             let mut records: Vec<(u64, Bytes)> = batch.records;
@@ -276,22 +296,28 @@ impl Link {
             if last >= upstream_last {
                 drc_obs::replication_caught_up(name, &self.upstream);
             }
-            if !self.subscriber.is_empty()
-                && last_confirm.elapsed() >= CONFIRM_EVERY
-                && end > confirmed
-            {
-                last_confirm = Instant::now();
-                confirmed = end;
-                let client = self.client.clone();
-                let (stream, subscriber) = (name.to_string(), self.subscriber.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = client.confirm(&stream, &subscriber, end).await {
-                        tracing::debug!(stream = %stream, error = %e, "confirm to upstream failed");
-                    }
-                });
+            if !self.subscriber.is_empty() {
+                unconfirmed = end;
+                if last_confirm.elapsed() >= CONFIRM_EVERY && end > confirmed {
+                    last_confirm = Instant::now();
+                    confirmed = end;
+                    self.confirm_upstream(end);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Tells the upstream, in the background, that everything up to `end`
+    /// is durable here.
+    fn confirm_upstream(&self, end: u64) {
+        let client = self.client.clone();
+        let (stream, subscriber) = (self.stream.name().to_string(), self.subscriber.clone());
+        tokio::spawn(async move {
+            if let Err(e) = client.confirm(&stream, &subscriber, end).await {
+                tracing::debug!(stream = %stream, error = %e, "confirm to upstream failed");
+            }
+        });
     }
 }
 

@@ -187,7 +187,8 @@ async fn replica_is_identical_through_restarts() {
         "{e}"
     );
 
-    // A knows B as a subscriber and how far it confirmed.
+    // A knows B as a subscriber, and B, caught up and quiet, has confirmed
+    // its whole copy.
     let ac = RelayClient::connect(tls_client_config(a.addr, region_files(&pki, "b")))
         .await
         .expect("connect to A");
@@ -199,7 +200,7 @@ async fn replica_is_identical_through_restarts() {
                     st.streams[0]
                         .subscribers
                         .iter()
-                        .any(|s| s.name == "relay-b" && s.connected && s.confirmed_offset > 0)
+                        .any(|s| s.name == "relay-b" && s.connected && s.confirmed_offset >= total)
                 })
             }
         })
