@@ -429,6 +429,7 @@ fn chunks_of(states: &[ChunkState], tables: &[source::SourceTable]) -> Result<Ve
             rows: s.rows,
             snapshot: s.snapshot.clone(),
             lo_key: s.lo_key.clone(),
+            hi_key: s.range_hi.clone(),
         });
     }
     if let Some(t) = tables.iter().enumerate().find(|(i, _)| !seen.contains(i)) {

@@ -5,7 +5,14 @@
 //! that column, about `chunk_rows` rows each (from the source's estimate);
 //! the first range is open below and the last open above, so rows inserted
 //! outside the planned bounds during the snapshot still belong to a chunk.
-//! Any other keyed table is one chunk (read in key order), and so is a table
+//! A keyed table whose key orders in SQL as its index does (`keyset()`) is
+//! cut into ranges of its whole key, about `chunk_rows` rows each: one walk
+//! along the key index finds the bounds (`LIMIT 1 OFFSET n` from the last
+//! bound, so the server's collation places them), the first range is open
+//! below and the last open above. The ranges are read in parallel, each as
+//! a chain of keyset chunks (`key > last key read AND key <= range end
+//! ORDER BY key LIMIT n`). Any other keyed table is one chunk (read in key
+//! order), and so is a table
 //! without a key: that one is read in a single consistent snapshot whose
 //! binlog position is kept, so the catch-up can skip exactly the changes the
 //! snapshot already holds (rows without a key cannot be replayed
@@ -20,6 +27,11 @@ use crate::source::{quote_ident, table_ref, SourceTable};
 
 /// Default rows per chunk.
 pub const DEFAULT_CHUNK_ROWS: u64 = 50_000;
+/// Most key ranges a keyset table is cut into.
+pub const MAX_KEY_RANGES: u64 = 1024;
+/// Sequence numbers a key range's chain of keyset chunks may use: range r's
+/// chunks are numbered from `r * RANGE_SEQ`.
+pub const RANGE_SEQ: u32 = 1 << 20;
 
 /// One unit of snapshot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +53,9 @@ pub struct Chunk {
     /// A keyset chunk's lower bound (exclusive): the key literals of the row
     /// the previous chunk ended at, as a JSON array; `None` from the start.
     pub lo_key: Option<String>,
+    /// A keyset chunk's upper bound (inclusive): the end of its key range,
+    /// as key literals (JSON array); `None`: open above.
+    pub hi_key: Option<String>,
 }
 
 /// What the read of a chunk ended with, handed to its load.
@@ -68,28 +83,20 @@ impl Chunk {
             .iter()
             .map(|&i| quote_ident(&t.schema.columns[i].name))
             .collect();
-        let mut out = String::new();
+        let mut conds = Vec::new();
         if let Some(lo) = &self.lo_key {
-            let lits: Vec<String> = serde_json::from_str(lo)
-                .map_err(|e| error::target("read a chunk's key bound", format!("{lo:?}: {e}")))?;
-            if lits.len() != keys.len() {
-                return Err(error::target(
-                    "read a chunk's key bound",
-                    format!("{lo:?} does not match the key of {}", t.full_name()),
-                ));
-            }
-            // (k1 > l1) OR (k1 = l1 AND k2 > l2) OR ...: ranges the key index
-            // serves directly.
-            let mut ors = Vec::new();
-            for i in 0..keys.len() {
-                let mut ands: Vec<String> = (0..i)
-                    .map(|j| format!("{} = {}", keys[j], lits[j]))
-                    .collect();
-                ands.push(format!("{} > {}", keys[i], lits[i]));
-                ors.push(format!("({})", ands.join(" AND ")));
-            }
+            conds.push(key_after(&keys, &bound_literals(lo, &keys, t)?));
+        }
+        if let Some(hi) = &self.hi_key {
+            conds.push(format!(
+                "NOT ({})",
+                key_after(&keys, &bound_literals(hi, &keys, t)?)
+            ));
+        }
+        let mut out = String::new();
+        if !conds.is_empty() {
             out.push_str(" WHERE ");
-            out.push_str(&ors.join(" OR "));
+            out.push_str(&conds.join(" AND "));
         }
         out.push_str(&format!(" ORDER BY {} LIMIT {limit}", keys.join(", ")));
         Ok(out)
@@ -110,6 +117,110 @@ impl Chunk {
     }
 }
 
+/// A key bound's literals, checked against the key.
+fn bound_literals(bound: &str, keys: &[String], t: &SourceTable) -> Result<Vec<String>> {
+    let lits: Vec<String> = serde_json::from_str(bound)
+        .map_err(|e| error::target("read a chunk's key bound", format!("{bound:?}: {e}")))?;
+    if lits.len() != keys.len() {
+        return Err(error::target(
+            "read a chunk's key bound",
+            format!("{bound:?} does not match the key of {}", t.full_name()),
+        ));
+    }
+    Ok(lits)
+}
+
+/// `key > lits` as `(k1 > l1) OR (k1 = l1 AND k2 > l2) OR ...`: ranges the
+/// key index serves directly.
+fn key_after(keys: &[String], lits: &[String]) -> String {
+    let mut ors = Vec::new();
+    for i in 0..keys.len() {
+        let mut ands: Vec<String> = (0..i)
+            .map(|j| format!("{} = {}", keys[j], lits[j]))
+            .collect();
+        ands.push(format!("{} > {}", keys[i], lits[i]));
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    format!("({})", ors.join(" OR "))
+}
+
+/// The bound (key literals as a JSON array) of a row's key values, as
+/// [`SourceTable::key_exprs`] selected them; `None` when a value cannot be
+/// written as a literal.
+pub fn key_bound(t: &SourceTable, values: &[mysql_async::Value]) -> Option<String> {
+    let lits: Option<Vec<String>> = values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match v {
+            mysql_async::Value::Bytes(b) => t.key_literal(k, b),
+            mysql_async::Value::NULL => None,
+            other => t.key_literal(k, other.as_sql(true).trim_matches('\'').as_bytes()),
+        })
+        .collect();
+    serde_json::to_string(&lits?).ok()
+}
+
+/// Cuts a keyset table into about `n` ranges of its key, walking the key
+/// index from bound to bound; fewer when the table holds fewer rows than
+/// estimated.
+async fn key_ranges(
+    conn: &mut Conn,
+    idx: usize,
+    t: &SourceTable,
+    n: u64,
+    step: u64,
+) -> Result<Vec<Chunk>> {
+    let mut bounds: Vec<String> = Vec::new();
+    for _ in 1..n {
+        let probe = Chunk {
+            table: idx,
+            seq: 0,
+            lo: None,
+            hi: None,
+            est_rows: 0,
+            done: false,
+            rows: 0,
+            snapshot: None,
+            lo_key: bounds.last().cloned(),
+            hi_key: None,
+        };
+        let sql = format!(
+            "SELECT {} FROM {}{} OFFSET {}",
+            t.key_exprs().join(", "),
+            table_ref(t.db(), t.name()),
+            probe.clause(t, 1)?,
+            step.saturating_sub(1)
+        );
+        let row: Option<mysql_async::Row> = conn
+            .query_first(&sql)
+            .await
+            .map_err(|e| error::source(format!("find the key ranges of {}", t.full_name()), e))?;
+        let Some(row) = row else { break };
+        let Some(b) = key_bound(t, &row.unwrap()) else {
+            // A key value no literal can carry: the table is read as one
+            // chain, as before ranges.
+            bounds.clear();
+            break;
+        };
+        bounds.push(b);
+    }
+    let n = bounds.len() + 1;
+    Ok((0..n)
+        .map(|r| Chunk {
+            table: idx,
+            seq: r as u32 * RANGE_SEQ,
+            lo: None,
+            hi: None,
+            est_rows: step,
+            done: false,
+            rows: 0,
+            snapshot: None,
+            lo_key: r.checked_sub(1).map(|p| bounds[p].clone()),
+            hi_key: bounds.get(r).cloned(),
+        })
+        .collect())
+}
+
 /// Plans the chunks of `t` (index `idx`).
 pub async fn chunks(
     conn: &mut Conn,
@@ -128,8 +239,19 @@ pub async fn chunks(
             rows: 0,
             snapshot: None,
             lo_key: None,
+            hi_key: None,
         }]
     };
+    if t.keyset() {
+        let n = t
+            .est_rows
+            .div_ceil(chunk_rows.max(1))
+            .clamp(1, MAX_KEY_RANGES);
+        if n <= 1 {
+            return Ok(one(t.est_rows));
+        }
+        return key_ranges(conn, idx, t, n, t.est_rows / n).await;
+    }
     let Some(col) = t.chunk_column() else {
         return Ok(one(t.est_rows));
     };
@@ -169,6 +291,7 @@ pub async fn chunks(
             rows: 0,
             snapshot: None,
             lo_key: None,
+            hi_key: None,
         });
     }
     Ok(out)
@@ -244,6 +367,7 @@ mod tests {
             rows: 0,
             snapshot: None,
             lo_key: None,
+            hi_key: None,
         };
         assert_eq!(c.condition(Some("id")), " WHERE `id` < 10");
         c.lo = Some(10);

@@ -54,7 +54,7 @@ impl Report {
             } else if t.chunk_column().is_some() {
                 "key chunks".to_owned()
             } else if t.keyset() {
-                "keyset chunks, one after another (key does not start with an integer)".to_owned()
+                "key ranges in parallel, keyset chunks within each (key does not start with an integer)".to_owned()
             } else {
                 "keyed, one chunk (key of a type without a usable order)".to_owned()
             };

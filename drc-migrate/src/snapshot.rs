@@ -234,25 +234,13 @@ async fn one_chunk(
                 ..Default::default()
             };
             if keyset && rows > 0 {
-                let lits: Option<Vec<String>> = last_key
-                    .iter()
-                    .enumerate()
-                    .map(|(k, v)| match v {
-                        mysql_async::Value::Bytes(b) => t.key_literal(k, b),
-                        mysql_async::Value::NULL => None,
-                        other => t.key_literal(k, other.as_sql(true).trim_matches('\'').as_bytes()),
-                    })
-                    .collect();
-                let lits = lits.ok_or_else(|| {
+                let bound = plan::key_bound(t, &last_key).ok_or_else(|| {
                     error::source(
                         format!("read chunk {} of {name}", chunk.seq),
                         "a key value of the last row cannot be written as a bound",
                     )
                 })?;
-                end.last_key = Some(
-                    serde_json::to_string(&lits)
-                        .map_err(|e| error::source("encode a key bound", e))?,
-                );
+                end.last_key = Some(bound);
                 end.more = rows >= chunk_rows;
             }
             let next = end.more.then(|| Chunk {

@@ -64,10 +64,13 @@ pub struct ChunkState {
     pub done: bool,
     pub rows: u64,
     pub snapshot: Option<BinlogPos>,
-    /// Keyset chunks: the exclusive lower bound and the inclusive upper
-    /// bound (key literals, JSON arrays).
+    /// Keyset chunks: the exclusive lower bound and, once loaded, the key
+    /// of the last row read (key literals, JSON arrays).
     pub lo_key: Option<String>,
     pub hi_key: Option<String>,
+    /// Keyset chunks: the inclusive end of the chunk's key range (`None`:
+    /// open above).
+    pub range_hi: Option<String>,
 }
 
 impl ChunkState {
@@ -84,6 +87,7 @@ impl ChunkState {
             snapshot: Some(snap.clone()),
             lo_key: c.lo_key.clone(),
             hi_key: None,
+            range_hi: c.hi_key.clone(),
         }
     }
 
@@ -100,6 +104,7 @@ impl ChunkState {
             snapshot: None,
             lo_key: c.lo_key.clone(),
             hi_key: None,
+            range_hi: c.hi_key.clone(),
         }
     }
 }
@@ -113,7 +118,7 @@ pub struct State {
     pub chunks: Vec<ChunkState>,
 }
 
-const MARIA_DDL: [&str; 3] = [
+const MARIA_DDL: [&str; 4] = [
     "CREATE DATABASE IF NOT EXISTS drc",
     "CREATE TABLE IF NOT EXISTS drc.migrate (
         id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
@@ -137,8 +142,11 @@ const MARIA_DDL: [&str; 3] = [
         snap_pos BIGINT UNSIGNED NULL,
         lo_key MEDIUMTEXT NULL,
         hi_key MEDIUMTEXT NULL,
+        range_hi MEDIUMTEXT NULL,
         PRIMARY KEY (db, tbl, seq)
      ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    // State tables of a version before key ranges.
+    "ALTER TABLE drc.migrate_chunks ADD COLUMN IF NOT EXISTS range_hi MEDIUMTEXT NULL",
 ];
 
 /// Creates the state tables and records a new migration from `start`.
@@ -167,14 +175,14 @@ pub async fn maria_plan(c: &mut Conn, chunks: &[ChunkState]) -> Result<()> {
         .map_err(|e| error::target("begin", e))?;
     for ch in chunks.chunks(500) {
         let mut sql = String::from(
-            "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key) VALUES ",
+            "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key, range_hi) VALUES ",
         );
         let mut params: Vec<mysql_async::Value> = Vec::new();
         for (i, s) in ch.iter().enumerate() {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
             params.extend([
                 s.db.clone().into(),
                 s.table.clone().into(),
@@ -183,6 +191,7 @@ pub async fn maria_plan(c: &mut Conn, chunks: &[ChunkState]) -> Result<()> {
                 s.hi.into(),
                 s.est_rows.into(),
                 s.lo_key.clone().into(),
+                s.range_hi.clone().into(),
             ]);
         }
         tx.exec_drop(sql, params)
@@ -214,9 +223,9 @@ pub async fn maria_chunk_done(c: &mut Conn, s: &ChunkState) -> Result<()> {
 /// Records the keyset chunk after `s` (in the caller's transaction).
 pub async fn maria_chunk_next(c: &mut Conn, s: &ChunkState, lo_key: &str) -> Result<()> {
     c.exec_drop(
-        "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key) \
-         VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-        (&s.db, &s.table, s.seq + 1, s.est_rows, lo_key),
+        "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key, range_hi) \
+         VALUES (?, ?, ?, NULL, NULL, ?, ?, ?)",
+        (&s.db, &s.table, s.seq + 1, s.est_rows, lo_key, &s.range_hi),
     )
     .await
     .map_err(|e| error::target("record the next chunk in drc.migrate_chunks", e))
@@ -230,21 +239,6 @@ pub async fn maria_phase(c: &mut Conn, phase: Phase) -> Result<()> {
     .await
     .map_err(|e| error::target("record the phase in drc.migrate", e))
 }
-
-type ChunkRow = (
-    String,
-    String,
-    u32,
-    Option<i64>,
-    Option<i64>,
-    u64,
-    i8,
-    u64,
-    Option<String>,
-    Option<u64>,
-    Option<String>,
-    Option<String>,
-);
 
 /// The recorded state; `None` when the target holds no migration.
 pub async fn maria_read(c: &mut Conn) -> Result<Option<State>> {
@@ -264,32 +258,43 @@ pub async fn maria_read(c: &mut Conn) -> Result<Option<State>> {
     let Some((source, file, pos, phase)) = row else {
         return Ok(None);
     };
-    let rows: Vec<ChunkRow> = c
-        .query(
+    let rows: Vec<Option<ChunkState>> = c
+        .query_map(
             "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos, \
-             lo_key, hi_key FROM drc.migrate_chunks ORDER BY db, tbl, seq",
+             lo_key, hi_key, range_hi FROM drc.migrate_chunks ORDER BY db, tbl, seq",
+            |mut r: mysql_async::Row| {
+                let snap_file: Option<String> = r.take_opt(8)?.ok()?;
+                let snap_pos: Option<u64> = r.take_opt(9)?.ok()?;
+                Some(ChunkState {
+                    db: r.take_opt(0)?.ok()?,
+                    table: r.take_opt(1)?.ok()?,
+                    seq: r.take_opt(2)?.ok()?,
+                    lo: r.take_opt(3)?.ok()?,
+                    hi: r.take_opt(4)?.ok()?,
+                    est_rows: r.take_opt(5)?.ok()?,
+                    done: r.take_opt::<i8, _>(6)?.ok()? != 0,
+                    rows: r.take_opt(7)?.ok()?,
+                    snapshot: match (snap_file, snap_pos) {
+                        (Some(f), Some(p)) if !f.is_empty() => Some(BinlogPos::new(f, p)),
+                        _ => None,
+                    },
+                    lo_key: r.take_opt(10)?.ok()?,
+                    hi_key: r.take_opt(11)?.ok()?,
+                    range_hi: r.take_opt(12)?.ok()?,
+                })
+            },
         )
         .await
         .map_err(|e| error::target("read drc.migrate_chunks", e))?;
     let chunks = rows
         .into_iter()
-        .map(|r| ChunkState {
-            db: r.0,
-            table: r.1,
-            seq: r.2,
-            lo: r.3,
-            hi: r.4,
-            est_rows: r.5,
-            done: r.6 != 0,
-            rows: r.7,
-            snapshot: match (r.8, r.9) {
-                (Some(f), Some(p)) if !f.is_empty() => Some(BinlogPos::new(f, p)),
-                _ => None,
-            },
-            lo_key: r.10,
-            hi_key: r.11,
-        })
-        .collect();
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            error::target(
+            "read drc.migrate_chunks",
+            "a row does not have the expected columns; was the state written by another version?",
+        )
+        })?;
     Ok(Some(State {
         source,
         start: BinlogPos::new(file, pos),
@@ -321,7 +326,9 @@ const PG_DDL: &str = "CREATE SCHEMA IF NOT EXISTS drc;
         snap_pos bigint,
         lo_key text,
         hi_key text,
-        PRIMARY KEY (db, tbl, seq))";
+        range_hi text,
+        PRIMARY KEY (db, tbl, seq));
+    ALTER TABLE drc.migrate_chunks ADD COLUMN IF NOT EXISTS range_hi text";
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -350,7 +357,7 @@ pub async fn pg_plan(c: &tokio_postgres::Client, chunks: &[ChunkState]) -> Resul
     let mut sql = String::from("BEGIN;");
     for ch in chunks.chunks(500) {
         sql.push_str(
-            "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key) VALUES ",
+            "INSERT INTO drc.migrate_chunks (db, tbl, seq, lo, hi, est_rows, lo_key, range_hi) VALUES ",
         );
         for (i, s) in ch.iter().enumerate() {
             if i > 0 {
@@ -358,14 +365,15 @@ pub async fn pg_plan(c: &tokio_postgres::Client, chunks: &[ChunkState]) -> Resul
             }
             let n = |v: Option<i64>| v.map_or("NULL".to_owned(), |v| v.to_string());
             sql.push_str(&format!(
-                "({}, {}, {}, {}, {}, {}, {})",
+                "({}, {}, {}, {}, {}, {}, {}, {})",
                 pg_literal(&s.db),
                 pg_literal(&s.table),
                 s.seq,
                 n(s.lo),
                 n(s.hi),
                 i64_of(s.est_rows),
-                s.lo_key.as_deref().map_or("NULL".to_owned(), pg_literal)
+                s.lo_key.as_deref().map_or("NULL".to_owned(), pg_literal),
+                s.range_hi.as_deref().map_or("NULL".to_owned(), pg_literal)
             ));
         }
         sql.push(';');
@@ -407,13 +415,14 @@ pub async fn pg_chunk_done(c: &tokio_postgres::Client, s: &ChunkState) -> Result
 /// [`maria_chunk_next`] for a PostgreSQL target.
 pub async fn pg_chunk_next(c: &tokio_postgres::Client, s: &ChunkState, lo_key: &str) -> Result<()> {
     c.execute(
-        "INSERT INTO drc.migrate_chunks (db, tbl, seq, est_rows, lo_key) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO drc.migrate_chunks (db, tbl, seq, est_rows, lo_key, range_hi) VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             &s.db,
             &s.table,
             &i32::try_from(s.seq + 1).unwrap_or(i32::MAX),
             &i64_of(s.est_rows),
             &lo_key,
+            &s.range_hi,
         ],
     )
     .await
@@ -454,7 +463,7 @@ pub async fn pg_read(c: &tokio_postgres::Client) -> Result<Option<State>> {
     let rows = c
         .query(
             "SELECT db, tbl, seq, lo, hi, est_rows, done, rows_loaded, snap_file, snap_pos,
-               lo_key, hi_key
+               lo_key, hi_key, range_hi
              FROM drc.migrate_chunks ORDER BY db, tbl, seq",
             &[],
         )
@@ -481,6 +490,7 @@ pub async fn pg_read(c: &tokio_postgres::Client) -> Result<Option<State>> {
                 },
                 lo_key: r.get(10),
                 hi_key: r.get(11),
+                range_hi: r.get(12),
             }
         })
         .collect();

@@ -99,7 +99,7 @@ fn migrates_every_type_and_key_shape_while_the_source_is_written() {
     assert_identical(&src, &dst);
 
     // The composite key starting with a string was read in keyset chunks,
-    // bounded under its case-insensitive collation ('ap' < 'EU' < 'us' <
+    // ranges and chunks bounded under its case-insensitive collation ('ap' < 'EU' < 'us' <
     // 'Zz', unlike the bytes' order).
     let comp_chunks: u32 = dst
         .sql("SELECT COUNT(*) FROM drc.migrate_chunks WHERE tbl = 'comp' AND done = 1")
@@ -107,6 +107,14 @@ fn migrates_every_type_and_key_shape_while_the_source_is_written() {
         .parse()
         .expect("count");
     assert!(comp_chunks >= 4, "app.comp in {comp_chunks} chunks");
+    // ... in key ranges read side by side (a range's chain of chunks is
+    // numbered from range x 2^20).
+    let comp_ranges: u32 = dst
+        .sql("SELECT COUNT(DISTINCT seq DIV 1048576) FROM drc.migrate_chunks WHERE tbl = 'comp'")
+        .expect("ranges")
+        .parse()
+        .expect("count");
+    assert!(comp_ranges >= 2, "app.comp in {comp_ranges} key ranges");
     // Indexes and foreign keys came after the load; objects came along.
     let keys = dst
         .sql("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='app' AND TABLE_NAME='big' ORDER BY 1")
