@@ -8,7 +8,8 @@
 //! A keyed table whose key orders in SQL as its index does (`keyset()`) is
 //! cut into ranges of its whole key, about `chunk_rows` rows each: one walk
 //! along the key index finds the bounds (`LIMIT 1 OFFSET n` from the last
-//! bound, so the server's collation places them), the first range is open
+//! bound, so the server's collation places them; on InnoDB a scan of the
+//! table that sends nothing but the bounds), the first range is open
 //! below and the last open above. The ranges are read in parallel, each as
 //! a chain of keyset chunks (`key > last key read AND key <= range end
 //! ORDER BY key LIMIT n`). Any other keyed table is one chunk (read in key
