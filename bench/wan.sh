@@ -65,6 +65,10 @@
 #   BENCH_NATIVE_TIMEOUT=600   seconds before a native variant is given up
 #   BENCH_DRC_TIMEOUT=600      seconds before the DRC transfer is given up
 #   BENCH_KEEP=0               1 keeps the temp dir (and prints where it is)
+#   BENCH_TRANSFER_RUNS=0      after the drc measurement, copy relay A's whole
+#                              log to a fresh relay B this many more times and
+#                              print each copy's seconds and bytes (the
+#                              transfer alone, without the capture)
 #   BENCH_DRC_BIN=             a drc binary to use instead of building one
 #   BENCH_WANEM_BIN=           a wanem binary to use instead of building one
 #
@@ -98,6 +102,8 @@ RELAY_PORT=7400
 # How often both sides are checked for the end of the transfer: each figure
 # is read to within this step (200 ms was 5% of a 4 s transfer).
 POLL="0.05"
+TRANSFER_RUNS="${BENCH_TRANSFER_RUNS:-0}"
+TRANSFERS=()
 
 # tracing-subscriber colours its output unless told not to.
 export NO_COLOR=1
@@ -300,6 +306,41 @@ drc_logs_tail() {
     tail -n 25 "$RUN/drc/b.log" >&2 2>/dev/null || true
 }
 
+# transfer_runs DIR A_PID: with relay A holding the whole backlog (its log
+# no longer grows), starts relay B afresh BENCH_TRANSFER_RUNS times and times
+# each copy from B's start until B's log holds all A's does: the transfer
+# alone, without the capture. Appends one line per run to TRANSFERS.
+transfer_runs() {
+    local d="$1" a_pid="$2" run b_pid t0 s0 s1 secs want got
+    local a_dir="$d/a-data/streams/$STREAM" b_dir="$d/b-data/streams/$STREAM"
+    want="$(seg_bytes "$a_dir")"
+    for ((run = 1; run <= TRANSFER_RUNS; run++)); do
+        rm -rf "$d/b-data"
+        s0="$(bench_link_bytes)"
+        t0="$(bench_now)"
+        ip netns exec "$BENCH_LINK-b" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" relay --config "$d/b.toml" \
+            >"$d/b-transfer-$run.log" 2>&1 &
+        b_pid=$!
+        bench_ns_track "$b_pid"
+        while :; do
+            secs="$(bench_elapsed "$t0")"
+            kill -0 "$a_pid" 2>/dev/null || bench_die "drc run (region A) exited during transfer run $run"
+            kill -0 "$b_pid" 2>/dev/null || bench_die "drc relay (region B) exited during transfer run $run"
+            got="$(seg_bytes "$b_dir")"
+            [ "$got" -ge "$want" ] && break
+            if awk -v s="$secs" -v t="$DRC_TIMEOUT" 'BEGIN { exit !(s >= t) }'; then
+                bench_die "transfer run $run: not done after ${secs}s"
+            fi
+            sleep "$POLL"
+        done
+        s1="$(bench_link_bytes)"
+        kill -TERM "$b_pid" 2>/dev/null || true
+        wait "$b_pid" 2>/dev/null || true
+        TRANSFERS+=("transfer[$cc] run $run: ${secs} s, $(awk -v w="$((s1 - s0))" 'BEGIN { printf "%.1f", w / 1048576 }') MB on the link")
+        bench_log "${TRANSFERS[-1]}"
+    done
+}
+
 # Sets RES_SECS, RES_TIMED_OUT, RES_EST, RES_WIRE, DRC_RECORDS_A/B, DRC_LOG_BYTES.
 drc_run() {
     local d="$RUN/drc" a_pid b_pid t0 s0 s1 i secs a_bytes b_bytes prev_a=-1 \
@@ -393,6 +434,11 @@ EOF
         sleep "$POLL"
     done
     s1="$(bench_link_bytes)"
+    if [ "$TRANSFER_RUNS" -gt 0 ] && [ "$RES_TIMED_OUT" = 0 ]; then
+        kill -TERM "$b_pid" 2>/dev/null || true
+        wait "$b_pid" 2>/dev/null || true
+        transfer_runs "$d" "$a_pid"
+    fi
     kill -TERM "$b_pid" "$a_pid" 2>/dev/null || true
     for ((i = 0; i < 150; i++)); do
         kill -0 "$a_pid" 2>/dev/null || kill -0 "$b_pid" 2>/dev/null || break
@@ -536,6 +582,9 @@ echo "  (seconds: wall clock to move the whole backlog into region B; wire_ratio
     "both directions / binlog bytes)"
 echo
 for line in "${SUMMARY[@]}"; do
+    echo "$line"
+done
+for line in "${TRANSFERS[@]}"; do
     echo "$line"
 done
 if [ -n "${FINAL[bbr]:-}" ]; then
