@@ -19,9 +19,16 @@
 //! the sink runs with the configured conflict policy (default `fail`): a
 //! conflict there is real.
 //!
-//! A DDL statement on a migrated database inside the window stops the
-//! catch-up with an error (the snapshot may or may not hold its effect);
-//! after the window it is applied like any other change.
+//! A DDL statement inside the window is replayed when every table it
+//! changes was read, all of its chunks, before the statement (or is not
+//! part of the snapshot, e.g. one it creates): the target then holds those
+//! tables as they were before it, and the statement and the changes after
+//! it replay exactly. Any other DDL statement on a migrated database inside
+//! the window (on a table a chunk read after it, or one whose tables cannot
+//! be told: views, triggers, routines, statements the schema tracker does
+//! not know) stops the catch-up with an error, because the snapshot may or
+//! may not hold its effect. After the window every DDL statement is applied
+//! like any other change.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -106,6 +113,11 @@ pub struct Catchup {
     /// Where to read from when the sink has no checkpoint yet.
     pub start: BinlogPos,
     pub window_end: BinlogPos,
+    /// The newest chunk snapshot position of each table read by the snapshot.
+    pub table_window: HashMap<(String, String), BinlogPos>,
+    /// The migrated tables' schemas as planned, to tell which tables a DDL
+    /// statement inside the window changes.
+    pub schemas: drc_capture::schema::ddl::SchemaSet,
     /// Snapshot position of each table without a key.
     pub exact: HashMap<(String, String), BinlogPos>,
     pub tables: HashSet<(String, String)>,
@@ -114,6 +126,42 @@ pub struct Catchup {
     pub filter: drc_capture::filter::Filter,
     /// Conflict policy after the window.
     pub policy: ConflictPolicy,
+}
+
+impl Catchup {
+    /// Whether a DDL statement at `pos`, inside the window, replays exactly
+    /// (see the module docs); the reason when not.
+    fn replayable_in_window(
+        &self,
+        database: &str,
+        statement: &str,
+        pos: &BinlogPos,
+    ) -> std::result::Result<(), String> {
+        let plan = self
+            .schemas
+            .plan_ddl(database, statement)
+            .map_err(|e| format!("which tables it changes cannot be told ({e})"))?;
+        let touched = plan.effect.touched();
+        if touched.is_empty() {
+            return Err(
+                "it is not a statement on tables (a view, trigger, routine or database)".into(),
+            );
+        }
+        let late: Vec<String> = touched
+            .iter()
+            .filter(|k| {
+                self.table_window
+                    .get(*k)
+                    .is_some_and(|end| in_snapshot(&pos.file, pos.pos, end))
+            })
+            .map(|(db, t)| format!("{db}.{t}"))
+            .collect();
+        if late.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("a chunk of {} was read after it", late.join(", ")))
+        }
+    }
 }
 
 /// What a catch-up run did.
@@ -307,15 +355,20 @@ impl TxnSink for Applying<'_> {
         // capture's filter left the rest out.
         if let Some(ddl) = txn.ddl.as_ref().filter(|d| !d.statement.trim().is_empty()) {
             if in_window {
-                return Err(self.stop(Error::Catchup(format!(
-                    "a DDL statement on a migrated database ran during the snapshot, at {}:{} ({}); \
-                     the snapshot may already hold its effect, so it can neither be replayed nor \
-                     skipped safely: drop the migrated tables and the drc.migrate tables on the \
-                     target and start the migration again",
-                    pos.file,
-                    pos.pos,
-                    ddl.statement.chars().take(200).collect::<String>()
-                ))));
+                if let Err(why) = self
+                    .c
+                    .replayable_in_window(&ddl.database, &ddl.statement, &pos)
+                {
+                    return Err(self.stop(Error::Catchup(format!(
+                        "a DDL statement on a migrated database ran during the snapshot, at {}:{} ({}), \
+                         and {why}: the snapshot may already hold its effect, so it can neither be \
+                         replayed nor skipped safely; drop the migrated tables and the drc.migrate \
+                         tables on the target and start the migration again",
+                        pos.file,
+                        pos.pos,
+                        ddl.statement.chars().take(200).collect::<String>()
+                    ))));
+                }
             }
         }
         let c = self.c;

@@ -449,10 +449,18 @@ fn catchup_settings(
 ) -> Result<catchup::Catchup> {
     let mut window_end = st.start.clone();
     let mut exact = HashMap::new();
+    let mut table_window: HashMap<(String, String), drc_capture::position::BinlogPos> =
+        HashMap::new();
     for ch in &st.chunks {
         let Some(p) = &ch.snapshot else { continue };
         if pos_le(&window_end, p) {
             window_end = p.clone();
+        }
+        let tw = table_window
+            .entry((ch.db.clone(), ch.table.clone()))
+            .or_insert_with(|| p.clone());
+        if pos_le(tw, p) {
+            *tw = p.clone();
         }
         if let Some(t) = tables
             .iter()
@@ -470,6 +478,14 @@ fn catchup_settings(
         stream: STREAM.into(),
         start: st.start.clone(),
         window_end,
+        table_window,
+        schemas: {
+            let mut set = drc_capture::schema::ddl::SchemaSet::new();
+            for t in tables {
+                set.insert(t.schema.clone(), t.meta.clone());
+            }
+            set
+        },
         exact,
         tables: tables
             .iter()

@@ -454,3 +454,132 @@ fn bad_input_is_refused_before_anything_is_written() {
         "0"
     );
 }
+
+/// Runs `drc migrate --parallel 1` of `app.first` (read first: the larger)
+/// and `app.rest`, and once every chunk of `app.first` is loaded while
+/// `app.rest` still has chunks to read, runs `ddl` (and `after`) on the
+/// source. Returns the exit code, stdout and stderr, and whether a chunk
+/// of `app.rest` was read after the statement (the statement was inside
+/// the replay window).
+fn migrate_with_ddl_midway(
+    src: &MariaDb,
+    dst: &MariaDb,
+    ddl: &str,
+    after: &str,
+) -> (Option<i32>, String, String, bool) {
+    src.sql(
+        "CREATE DATABASE app;
+         CREATE TABLE app.first (id INT PRIMARY KEY, v INT NOT NULL);
+         CREATE TABLE app.rest (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL);
+         INSERT INTO app.first SELECT seq, seq FROM app.seq_1_to_60000;
+         INSERT INTO app.rest SELECT seq, CONCAT('r', seq) FROM app.seq_1_to_30000;
+         ANALYZE TABLE app.first, app.rest;",
+    )
+    .expect("schema");
+    let state = tempfile::tempdir().expect("state dir");
+    let child = migrate(
+        src,
+        dst,
+        state.path(),
+        &["--chunk-rows", "500", "--parallel", "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start drc migrate");
+    let count = |sql: &str| -> u64 { dst.sql(sql).ok().and_then(|s| s.parse().ok()).unwrap_or(0) };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // One query: the plan may be recorded between two.
+        let counts = dst
+            .sql(
+                "SELECT IFNULL(SUM(tbl = 'first'), 0), IFNULL(SUM(tbl = 'first' AND done = 0), 0), \
+                 IFNULL(SUM(tbl = 'rest' AND done = 0), 0) FROM drc.migrate_chunks",
+            )
+            .unwrap_or_default();
+        let c: Vec<u64> = counts.split('\t').filter_map(|v| v.parse().ok()).collect();
+        let (first_all, first_left, rest_left) = match c[..] {
+            [a, b, r] => (a, b, r),
+            _ => (0, 0, 0),
+        };
+        if first_all > 0 && first_left == 0 {
+            assert!(
+                rest_left > 0,
+                "app.rest was read before the statement could run"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "app.first was never loaded");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    src.sql(ddl).expect("the statement");
+    let at: String = src.sql("SHOW MASTER STATUS").expect("binlog position");
+    let mut at = at.split('\t');
+    let (file, pos) = (
+        at.next().unwrap_or_default().to_owned(),
+        at.next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(0),
+    );
+    if !after.is_empty() {
+        src.sql(after).expect("changes after the statement");
+    }
+    let (code, stdout, stderr) = finish(child);
+    let rest_after = count(&format!(
+        "SELECT COUNT(*) FROM drc.migrate_chunks WHERE tbl = 'rest' AND \
+         (snap_file > '{file}' OR (snap_file = '{file}' AND snap_pos >= {pos}))"
+    ));
+    (code, stdout, stderr, rest_after > 0)
+}
+
+#[test]
+fn a_ddl_inside_the_replay_window_is_replayed_once_its_tables_are_read() {
+    let Some((src, dst)) = start() else {
+        skip!("mariadbd is not installed");
+    };
+    // On the table already read: replayed, with the changes after it.
+    let (code, stdout, stderr, in_window) = migrate_with_ddl_midway(
+        &src,
+        &dst,
+        "ALTER TABLE app.first ADD COLUMN extra INT NOT NULL DEFAULT 7",
+        "UPDATE app.first SET extra = 9, v = -v WHERE id <= 40;
+         INSERT INTO app.first VALUES (60001, 1, 5);
+         INSERT INTO app.rest VALUES (30001, 'late');",
+    );
+    assert!(
+        in_window,
+        "the statement ran after the last chunk of app.rest was read"
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("migrate: target identical to the source"),
+        "{stdout}"
+    );
+    for (table, cols) in [("app.first", "id, v, extra"), ("app.rest", "id, v")] {
+        assert_eq!(dump(&src, table, cols), dump(&dst, table, cols), "{table}");
+    }
+    assert_eq!(
+        dst.sql("SELECT COUNT(*), SUM(extra = 9), SUM(extra = 7) FROM app.first")
+            .expect("extra"),
+        "60001\t40\t59960"
+    );
+
+    // On a table the snapshot reads after the statement: refused, naming it.
+    let Some((src, dst)) = start() else {
+        skip!("mariadbd is not installed");
+    };
+    let (code, stdout, stderr, in_window) = migrate_with_ddl_midway(
+        &src,
+        &dst,
+        "ALTER TABLE app.rest ADD COLUMN extra INT NOT NULL DEFAULT 7",
+        "",
+    );
+    assert!(
+        in_window,
+        "the statement ran after the last chunk of app.rest was read"
+    );
+    assert_ne!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("ran during the snapshot")
+            && stderr.contains("a chunk of app.rest was read after it"),
+        "{stderr}"
+    );
+}
