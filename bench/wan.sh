@@ -306,6 +306,16 @@ drc_logs_tail() {
     tail -n 25 "$RUN/drc/b.log" >&2 2>/dev/null || true
 }
 
+# ns_drc NS LOG ARGS...: `drc ARGS` in namespace NS in the background, its
+# output in LOG, killed with the link; sets NS_PID.
+ns_drc() {
+    local ns="$1" log="$2"
+    shift 2
+    ip netns exec "$ns" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" "$@" >"$log" 2>&1 &
+    NS_PID=$!
+    bench_ns_track "$NS_PID"
+}
+
 # transfer_runs DIR A_PID: with relay A holding the whole backlog (its log
 # no longer grows), starts relay B afresh BENCH_TRANSFER_RUNS times and times
 # each copy from B's start until B's log holds all A's does: the transfer
@@ -318,10 +328,8 @@ transfer_runs() {
         rm -rf "$d/b-data"
         s0="$(bench_link_bytes)"
         t0="$(bench_now)"
-        ip netns exec "$BENCH_LINK-b" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" relay --config "$d/b.toml" \
-            >"$d/b-transfer-$run.log" 2>&1 &
-        b_pid=$!
-        bench_ns_track "$b_pid"
+        ns_drc "$BENCH_LINK-b" "$d/b-transfer-$run.log" relay --config "$d/b.toml"
+        b_pid="$NS_PID"
         while :; do
             secs="$(bench_elapsed "$t0")"
             kill -0 "$a_pid" 2>/dev/null || bench_die "drc run (region A) exited during transfer run $run"
@@ -379,10 +387,8 @@ EOF
     local a_dir="$d/a-data/streams/$STREAM" b_dir="$d/b-data/streams/$STREAM"
     s0="$(bench_link_bytes)"
     t0="$(bench_now)"
-    ip netns exec "$BENCH_LINK-a" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" run --config "$d/a.toml" \
-        >"$d/a.log" 2>&1 &
-    a_pid=$!
-    bench_ns_track "$a_pid"
+    ns_drc "$BENCH_LINK-a" "$d/a.log" run --config "$d/a.toml"
+    a_pid="$NS_PID"
     # Relay B starts once relay A listens, so that its first connection
     # succeeds rather than waiting out a retry backoff.
     for ((i = 0; i < 300; i++)); do
@@ -390,10 +396,8 @@ EOF
         ip netns exec "$BENCH_LINK-a" ss -Hltn "sport = :$RELAY_PORT" 2>/dev/null | grep -q . && break
         sleep 0.05
     done
-    ip netns exec "$BENCH_LINK-b" env DRC_LOG=info NO_COLOR=1 "$DRC_BIN" relay --config "$d/b.toml" \
-        >"$d/b.log" 2>&1 &
-    b_pid=$!
-    bench_ns_track "$b_pid"
+    ns_drc "$BENCH_LINK-b" "$d/b.log" relay --config "$d/b.toml"
+    b_pid="$NS_PID"
     RES_TIMED_OUT=0
     while :; do
         secs="$(bench_elapsed "$t0")"
