@@ -138,6 +138,12 @@ pub async fn run(
             opts.source.addr()
         ))
     })?;
+    // The binlog position before the schemas are read: a DDL statement
+    // between the two is then in the catch-up's replay window, where it is
+    // judged (catchup.rs), instead of falling between the schema the target
+    // is created with and the first change replayed. A source without a
+    // binary log fails here with no position, and the preflight says why.
+    let early_start = source::head(&mut ctl).await.ok();
     let mut plan = source::preflight(&mut ctl, &opts.tables).await?;
     let target = Arc::new(Target::connect(&opts.target, opts.parallel).await?);
     for t in plan.tables.iter_mut() {
@@ -192,7 +198,10 @@ pub async fn run(
     let deferred = if resumed_phase.is_none_or(|p| p == Phase::Schema) {
         progress.phase("schema");
         let t = Instant::now();
-        let start = source::head(&mut ctl).await?;
+        let start = match early_start {
+            Some(p) => p,
+            None => source::head(&mut ctl).await?,
+        };
         target.init_state(&label, &start).await?;
         let deferred = target
             .create_tables(&mut ctl, &tables, &plan.databases)
