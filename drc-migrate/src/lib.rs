@@ -456,15 +456,11 @@ fn catchup_settings(
     st: &state::State,
     tables: &[source::SourceTable],
 ) -> Result<catchup::Catchup> {
-    let mut window_end = st.start.clone();
     let mut exact = HashMap::new();
     let mut table_window: HashMap<(String, String), drc_capture::position::BinlogPos> =
         HashMap::new();
     for ch in &st.chunks {
         let Some(p) = &ch.snapshot else { continue };
-        if pos_le(&window_end, p) {
-            window_end = p.clone();
-        }
         let tw = table_window
             .entry((ch.db.clone(), ch.table.clone()))
             .or_insert_with(|| p.clone());
@@ -480,6 +476,14 @@ fn catchup_settings(
             }
         }
     }
+    // The newest chunk of any table.
+    let window_end = table_window.values().fold(st.start.clone(), |end, p| {
+        if pos_le(&end, p) {
+            p.clone()
+        } else {
+            end
+        }
+    });
     Ok(catchup::Catchup {
         source_url: opts.source_url.clone(),
         replica_server_id: opts.replica_server_id,

@@ -71,6 +71,23 @@ pub struct ChunkEnd {
 }
 
 impl Chunk {
+    /// A chunk of table `idx` not yet read, over the whole key (the caller
+    /// sets its bounds).
+    pub fn planned(table: usize, seq: u32, est_rows: u64) -> Chunk {
+        Chunk {
+            table,
+            seq,
+            lo: None,
+            hi: None,
+            est_rows,
+            done: false,
+            rows: 0,
+            snapshot: None,
+            lo_key: None,
+            hi_key: None,
+        }
+    }
+
     /// The `WHERE ... [ORDER BY ... LIMIT n]` of the chunk: a range of the
     /// integer chunk column, or for a keyset table the next `limit` rows
     /// after `lo_key` in key order; empty: the whole table.
@@ -174,16 +191,8 @@ async fn key_ranges(
     let mut bounds: Vec<String> = Vec::new();
     for _ in 1..n {
         let probe = Chunk {
-            table: idx,
-            seq: 0,
-            lo: None,
-            hi: None,
-            est_rows: 0,
-            done: false,
-            rows: 0,
-            snapshot: None,
             lo_key: bounds.last().cloned(),
-            hi_key: None,
+            ..Chunk::planned(idx, 0, 0)
         };
         let sql = format!(
             "SELECT {} FROM {}{} OFFSET {}",
@@ -197,6 +206,7 @@ async fn key_ranges(
             .await
             .map_err(|e| error::source(format!("find the key ranges of {}", t.full_name()), e))?;
         let Some(row) = row else { break };
+        // `Row::unwrap` hands over the row's values (none was taken).
         let Some(b) = key_bound(t, &row.unwrap()) else {
             // A key value no literal can carry: the table is read as one
             // chain, as before ranges.
@@ -208,16 +218,9 @@ async fn key_ranges(
     let n = bounds.len() + 1;
     Ok((0..n)
         .map(|r| Chunk {
-            table: idx,
-            seq: r as u32 * RANGE_SEQ,
-            lo: None,
-            hi: None,
-            est_rows: step,
-            done: false,
-            rows: 0,
-            snapshot: None,
             lo_key: r.checked_sub(1).map(|p| bounds[p].clone()),
             hi_key: bounds.get(r).cloned(),
+            ..Chunk::planned(idx, r as u32 * RANGE_SEQ, step)
         })
         .collect())
 }
@@ -229,20 +232,7 @@ pub async fn chunks(
     t: &SourceTable,
     chunk_rows: u64,
 ) -> Result<Vec<Chunk>> {
-    let one = |est| {
-        vec![Chunk {
-            table: idx,
-            seq: 0,
-            lo: None,
-            hi: None,
-            est_rows: est,
-            done: false,
-            rows: 0,
-            snapshot: None,
-            lo_key: None,
-            hi_key: None,
-        }]
-    };
+    let one = |est| vec![Chunk::planned(idx, 0, est)];
     if t.keyset() {
         let n = t
             .est_rows
@@ -283,16 +273,9 @@ pub async fn chunks(
         let lo = (i > 0).then(|| (min as i128 + step * i as i128) as i64);
         let hi = (i + 1 < n).then(|| (min as i128 + step * (i as i128 + 1)) as i64);
         out.push(Chunk {
-            table: idx,
-            seq: i as u32,
             lo,
             hi,
-            est_rows: est / n,
-            done: false,
-            rows: 0,
-            snapshot: None,
-            lo_key: None,
-            hi_key: None,
+            ..Chunk::planned(idx, i as u32, est / n)
         });
     }
     Ok(out)
@@ -359,16 +342,8 @@ mod tests {
     #[test]
     fn conditions_cover_open_ends() {
         let mut c = Chunk {
-            table: 0,
-            seq: 0,
-            lo: None,
             hi: Some(10),
-            est_rows: 0,
-            done: false,
-            rows: 0,
-            snapshot: None,
-            lo_key: None,
-            hi_key: None,
+            ..Chunk::planned(0, 0, 0)
         };
         assert_eq!(c.condition(Some("id")), " WHERE `id` < 10");
         c.lo = Some(10);

@@ -31,6 +31,18 @@ use drc_proto::v1 as pb;
 
 use crate::error::Result;
 
+/// The first line of `s`, cut to 200 characters, for error messages that
+/// quote a statement.
+pub(crate) fn abbreviate(s: &str) -> String {
+    let line = s.trim().lines().next().unwrap_or_default();
+    let cut: String = line.chars().take(200).collect();
+    if cut.len() < s.trim().len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
 /// How far a sink has durably got in one stream.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Checkpoint {

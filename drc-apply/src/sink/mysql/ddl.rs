@@ -73,7 +73,7 @@ impl MySqlSink {
         offset: u64,
         may_be_replay: bool,
     ) -> Result<()> {
-        let shown = abbreviate(&ddl.statement);
+        let shown = crate::sink::abbreviate(&ddl.statement);
         if !ddl.database.is_empty() {
             let mut use_db = String::from("USE ");
             sql::push_ident(&mut use_db, &ddl.database);
@@ -124,16 +124,5 @@ impl MySqlSink {
                 &format!("DDL {shown}"),
             )),
         }
-    }
-}
-
-/// The first line of `s`, cut to 200 characters.
-fn abbreviate(s: &str) -> String {
-    let line = s.trim().lines().next().unwrap_or_default();
-    let cut: String = line.chars().take(200).collect();
-    if cut.len() < s.trim().len() {
-        format!("{cut}…")
-    } else {
-        cut
     }
 }

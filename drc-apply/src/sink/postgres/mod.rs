@@ -300,7 +300,7 @@ impl PostgresSink {
     }
 
     async fn exec_ddl(&mut self, client: &Client, ctx: Ctx<'_>, ddl: &pb::Ddl) -> Result<()> {
-        let shown = abbreviate(&ddl.statement);
+        let shown = crate::sink::abbreviate(&ddl.statement);
         match ddl::translate(&ddl.statement, &ddl.database, &self.config) {
             Translation::Statements(stmts) => {
                 for s in stmts {
@@ -686,15 +686,4 @@ pub(crate) fn row_error(
         _ => ": PostgreSQL refused the change; nothing of the batch was committed",
     };
     definite(ctx, format!("{what} {table}: {detail}{hint}"))
-}
-
-/// The first line of `s`, cut to 200 characters.
-fn abbreviate(s: &str) -> String {
-    let line = s.trim().lines().next().unwrap_or_default();
-    let cut: String = line.chars().take(200).collect();
-    if cut.len() < s.trim().len() {
-        format!("{cut}…")
-    } else {
-        cut
-    }
 }
